@@ -26,6 +26,16 @@ def segment_rewards(values: list[float], beta: float, granularity: str, k: int, 
     return rewards
 
 
+def segment_margins(
+    chosen: list[float], rejected: list[float], *, beta: float, granularity: str, k: int = 1, m: int = 1
+) -> list[float]:
+    """R_w(j) - R_l(j) for each of the pair's max(S_w, S_l) segments."""
+    count = max(segment_count(len(chosen), granularity, k, m), segment_count(len(rejected), granularity, k, m))
+    chosen_rewards = segment_rewards(chosen, beta, granularity, k, m, count)
+    rejected_rewards = segment_rewards(rejected, beta, granularity, k, m, count)
+    return [r_w - r_l for r_w, r_l in zip(chosen_rewards, rejected_rewards)]
+
+
 def pair_loss(
     chosen: list[float],
     rejected: list[float],
@@ -38,13 +48,9 @@ def pair_loss(
     reduction: str = "sum",
 ) -> float:
     """ADPO loss of one pair from its unpadded per-token log-ratios, by the spec's formula."""
-    count = max(segment_count(len(chosen), granularity, k, m), segment_count(len(rejected), granularity, k, m))
-    chosen_rewards = segment_rewards(chosen, beta, granularity, k, m, count)
-    rejected_rewards = segment_rewards(rejected, beta, granularity, k, m, count)
-    loss = 0.0
-    for r_w, r_l in zip(chosen_rewards, rejected_rewards):
-        loss += -(1 - eps) * log_sigmoid(r_w - r_l) - eps * log_sigmoid(r_l - r_w)
-    return loss / count if reduction == "mean" else loss
+    margins = segment_margins(chosen, rejected, beta=beta, granularity=granularity, k=k, m=m)
+    loss = sum(-(1 - eps) * log_sigmoid(d) - eps * log_sigmoid(-d) for d in margins)
+    return loss / len(margins) if reduction == "mean" else loss
 
 
 def dpo_pair_loss(chosen: list[float], rejected: list[float], *, beta: float, eps: float = 0.0) -> float:

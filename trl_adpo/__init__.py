@@ -1,7 +1,9 @@
 """trl_adpo: Autoregressive Direct Preference Optimization (ADPO, arXiv 2602.09533) for Hugging Face TRL."""
 
+from .config import ADPOConfig
 from .objective import ADPOLossOutput, adpo_loss, segment_ids
+from .trainer import ADPOTrainer, DataCollatorForADPO
 
 __version__ = "0.1.0"
 
-__all__ = ["ADPOLossOutput", "adpo_loss", "segment_ids"]
+__all__ = ["ADPOConfig", "ADPOLossOutput", "ADPOTrainer", "DataCollatorForADPO", "adpo_loss", "segment_ids"]

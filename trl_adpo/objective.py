@@ -64,7 +64,7 @@ class ADPOLossOutput:
         return margins.masked_fill(~self.segment_mask, 0.0).sum(dim=1)
 
 
-def _check_granularity(granularity: str, window_size: int, num_segments: int) -> None:
+def check_granularity(granularity: str, window_size: int, num_segments: int) -> None:
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}.")
     if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 1:
@@ -113,7 +113,7 @@ def segment_ids(
     Returns:
         ``(B, T)`` long tensor: the segment of each token, `PADDING_SEGMENT` (-1) where ``mask`` is False.
     """
-    _check_granularity(granularity, window_size, num_segments)
+    check_granularity(granularity, window_size, num_segments)
     if mask.dim() != 2:
         raise ValueError(f"mask must have shape (batch, length), got shape {tuple(mask.shape)}.")
     mask = mask.bool()
@@ -212,7 +212,7 @@ def adpo_loss(
     Raises:
         ValueError: on an invalid argument, mismatched shapes, or a pair whose chosen or rejected mask is empty.
     """
-    _check_granularity(granularity, window_size, num_segments)
+    check_granularity(granularity, window_size, num_segments)
     _check_inputs(
         chosen_logratios, rejected_logratios, chosen_mask, rejected_mask, beta, label_smoothing, reduction
     )

@@ -1,0 +1,74 @@
+"""Shared fixtures: a tiny Llama and word-level tokenizer saved in HF format, and random preference datasets."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from trl_adpo.synthetic import save_tiny_model
+
+WORDS = [f"w{i}" for i in range(40)]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny Llama and its tokenizer, saved the way a Hub checkpoint is."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"), WORDS)
+
+
+@pytest.fixture(scope="session")
+def reference_model_dir(tmp_path_factory):
+    """Another tiny Llama with the same tokenizer and other weights, to serve as an explicit reference model."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama-ref"), WORDS, seed=1)
+
+
+@pytest.fixture
+def load(tiny_model_dir):
+    """Load a fresh copy of the tiny model, or of another saved model, with the code a user would write."""
+
+    def _load(directory=None, **kwargs):
+        return AutoModelForCausalLM.from_pretrained(directory or tiny_model_dir, **kwargs)
+
+    return _load
+
+
+@pytest.fixture
+def tokenizer(tiny_model_dir):
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def random_text(rng: random.Random, low: int, high: int) -> str:
+    return " ".join(rng.choices(WORDS, k=rng.randint(low, high)))
+
+
+def preference_dataset(rows: int, seed: int = 0, prompt=(1, 12), completion=(1, 14)) -> Dataset:
+    """Standard-format preference pairs of random words, prompts and completions of varied lengths."""
+    rng = random.Random(seed)
+    return Dataset.from_list(
+        [
+            {
+                "prompt": random_text(rng, *prompt),
+                "chosen": random_text(rng, *completion),
+                "rejected": random_text(rng, *completion),
+            }
+            for _ in range(rows)
+        ]
+    )
+
+
+@pytest.fixture
+def make_dataset():
+    return preference_dataset
+
+
+@pytest.fixture(autouse=True, scope="session")
+def quiet_progress_bars():
+    """Keep the test log readable: no dataset-map or weight-loading progress bars."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()

@@ -1,0 +1,364 @@
+"""ADPOTrainer against TRL's own DPOTrainer and against a loop that runs the models on one unpadded pair at a time."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from oracle import pair_loss, segment_margins
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+from trl import DPOConfig, DPOTrainer
+
+from trl_adpo import ADPOConfig, ADPOTrainer
+
+COMMON = dict(
+    per_device_train_batch_size=4,
+    per_device_eval_batch_size=4,
+    max_steps=3,
+    logging_steps=1,
+    learning_rate=5e-3,
+    report_to="none",
+    bf16=False,
+    save_strategy="no",
+    disable_tqdm=True,
+    seed=0,
+)
+DPO_METRICS = [
+    "loss", "grad_norm", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+    "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected",
+]
+
+
+def adpo_config(tmp_path, **overrides) -> ADPOConfig:
+    return ADPOConfig(output_dir=str(tmp_path / "adpo"), **{**COMMON, **overrides})
+
+
+def train_logs(trainer) -> list[dict]:
+    trainer.train()
+    return [entry for entry in trainer.state.log_history if "loss" in entry]
+
+
+# --- the loop oracle: one pair at a time, no padding ------------------------------------------------------------
+
+
+def truncate(prompt: list[int], completion: list[int], max_length: int | None, mode: str):
+    """The sequence DPOTrainer feeds the model for one row, and which of its tokens are completion tokens."""
+    sequence, is_completion = prompt + completion, [False] * len(prompt) + [True] * len(completion)
+    if max_length is not None and len(sequence) > max_length:
+        keep = slice(0, max_length) if mode == "keep_start" else slice(len(sequence) - max_length, len(sequence))
+        sequence, is_completion = sequence[keep], is_completion[keep]
+    return sequence, is_completion
+
+
+@torch.no_grad()
+def completion_logps(model, sequence: list[int], is_completion: list[bool]) -> list[float]:
+    """log p(token t | tokens < t) of each completion token t >= 1 (the first token has no context)."""
+    logps = model(torch.tensor([sequence])).logits[0].double().log_softmax(-1)
+    return [logps[t - 1, sequence[t]].item() for t in range(1, len(sequence)) if is_completion[t]]
+
+
+def loop_logratios(policy, reference, row: dict, side: str, max_length, mode) -> list[float]:
+    sequence, is_completion = truncate(row["prompt_input_ids"], row[f"{side}_input_ids"], max_length, mode)
+    policy_logps = completion_logps(policy, sequence, is_completion)
+    reference_logps = completion_logps(reference, sequence, is_completion)
+    return [p - r for p, r in zip(policy_logps, reference_logps)]
+
+
+def batch_losses(trainer, batch) -> torch.Tensor:
+    """The per-pair losses ADPOTrainer computes on a collated batch, through TRL's own call sequence."""
+    output = trainer.concatenated_forward(trainer.model, batch)
+    ref_chosen, ref_rejected = trainer.compute_ref_log_probs(batch)
+    losses, _, _ = trainer.dpo_loss(
+        output["chosen_logps"], output["rejected_logps"], ref_chosen, ref_rejected, "sigmoid", output
+    )
+    return losses
+
+
+GRANULARITY_CASES = [
+    dict(granularity="static", window_size=1),
+    dict(granularity="static", window_size=2),
+    dict(granularity="adaptive", num_segments=2),
+    dict(granularity="adaptive", num_segments=16),
+]
+
+
+@pytest.mark.parametrize("granularity", GRANULARITY_CASES, ids=lambda g: f"{g['granularity']}-{g.get('window_size', g.get('num_segments'))}")
+@pytest.mark.parametrize(
+    "truncation", [("keep_start", False), ("keep_end", False), ("keep_start", True)], ids=lambda t: f"{t[0]}-ltk{t[1]}"
+)
+def test_batched_loss_equals_loop_over_unpadded_pairs(
+    tmp_path, load, tokenizer, reference_model_dir, make_dataset, granularity, truncation
+):
+    mode, logits_to_keep = truncation
+    max_length = 14  # prompts of 1-12 and completions of 2-15 tokens: many rows are truncated
+    args = adpo_config(
+        tmp_path, beta=0.5, max_length=max_length, truncation_mode=mode, use_logits_to_keep=logits_to_keep,
+        label_smoothing=0.1, **granularity,
+    )
+    trainer = ADPOTrainer(
+        load(), ref_model=load(reference_model_dir), args=args, processing_class=tokenizer,
+        train_dataset=make_dataset(10, seed=3),
+    )
+    rows = [trainer.train_dataset[i] for i in range(10)]
+    assert any(len(r["prompt_input_ids"]) + len(r["chosen_input_ids"]) > max_length for r in rows)
+    batch = trainer.data_collator(rows)
+    losses = batch_losses(trainer, batch)
+    _, metrics = trainer.get_batch_loss_metrics(trainer.model, batch)
+
+    policy, reference = load(), load(reference_model_dir)
+    k, m = granularity.get("window_size", 1), granularity.get("num_segments", 1)
+    expected, margins = [], []
+    for row in rows:
+        s_w = loop_logratios(policy, reference, row, "chosen", max_length, mode)
+        s_l = loop_logratios(policy, reference, row, "rejected", max_length, mode)
+        expected.append(
+            pair_loss(s_w, s_l, beta=0.5, granularity=granularity["granularity"], k=k, m=m, eps=0.1)
+        )
+        margins.append(segment_margins(s_w, s_l, beta=0.5, granularity=granularity["granularity"], k=k, m=m))
+    torch.testing.assert_close(losses.double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-4, atol=1e-5)
+
+    all_margins = [d for pair in margins for d in pair]
+    assert metrics["adpo/feedback_length"] == pytest.approx(sum(map(len, margins)) / len(margins))
+    assert metrics["adpo/segment_accuracy"] == pytest.approx(sum(d > 0 for d in all_margins) / len(all_margins))
+    assert metrics["adpo/segment_margin"] == pytest.approx(sum(all_margins) / len(all_margins), rel=1e-4, abs=1e-6)
+
+
+# --- TRL's DPOTrainer as the oracle ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "label_smoothing,accumulation", [(0.0, 1), (0.2, 1), (0.0, 2)], ids=["dpo", "cdpo", "dpo-accumulation"]
+)
+def test_adaptive_one_segment_reproduces_dpo_trainer_step_for_step(
+    tmp_path, load, tokenizer, make_dataset, label_smoothing, accumulation
+):
+    shared = dict(
+        COMMON, max_steps=4, max_length=16, label_smoothing=label_smoothing,
+        per_device_train_batch_size=4 // accumulation, gradient_accumulation_steps=accumulation,
+    )
+    dataset = make_dataset(16, seed=1)
+    dpo = DPOTrainer(
+        load(), args=DPOConfig(output_dir=str(tmp_path / "dpo"), **shared), processing_class=tokenizer,
+        train_dataset=dataset,
+    )
+    adpo = ADPOTrainer(
+        load(),
+        args=ADPOConfig(output_dir=str(tmp_path / "adpo"), granularity="adaptive", num_segments=1, **shared),
+        processing_class=tokenizer,
+        train_dataset=dataset,
+    )
+    dpo_logs, adpo_logs = train_logs(dpo), train_logs(adpo)
+    assert len(dpo_logs) == len(adpo_logs) == 4
+    for step, (expected, actual) in enumerate(zip(dpo_logs, adpo_logs)):
+        for key in DPO_METRICS:
+            assert actual[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), (step, key)
+        assert actual["adpo/feedback_length"] == 1
+    assert dpo_logs[-1]["loss"] != pytest.approx(dpo_logs[0]["loss"], abs=1e-4)  # the runs did move
+
+
+def test_token_level_adpo_differs_from_dpo(tmp_path, load, tokenizer, make_dataset, reference_model_dir):
+    dataset = make_dataset(8, seed=2)
+    losses = {}
+    for name, granularity in [("dpo", dict(granularity="adaptive", num_segments=1)), ("adpo", {})]:
+        trainer = ADPOTrainer(
+            load(), ref_model=load(reference_model_dir), args=adpo_config(tmp_path, **granularity),
+            processing_class=tokenizer, train_dataset=dataset,
+        )
+        losses[name] = batch_losses(trainer, trainer.data_collator([trainer.train_dataset[i] for i in range(8)]))
+    assert not torch.allclose(losses["dpo"], losses["adpo"])
+
+
+# --- references ---------------------------------------------------------------------------------------------------
+
+
+def test_precomputed_reference_gives_the_losses_of_a_live_reference(tmp_path, load, tokenizer, make_dataset):
+    train, evaluation = make_dataset(16, seed=4), make_dataset(6, seed=5)
+    results = {}
+    for precompute in (False, True):
+        trainer = ADPOTrainer(
+            load(),
+            args=adpo_config(
+                tmp_path, granularity="adaptive", num_segments=3, max_length=14,
+                precompute_ref_log_probs=precompute, precompute_ref_batch_size=3,
+            ),
+            processing_class=tokenizer, train_dataset=train, eval_dataset=evaluation,
+        )
+        before = trainer.evaluate()
+        logs = train_logs(trainer)
+        results[precompute] = (before, logs, trainer.evaluate())
+        if precompute:
+            assert len(trainer.train_dataset[0]["ref_chosen_logps"]) == len(trainer.train_dataset[0]["chosen_input_ids"])
+            assert "ref_rejected_logps" in trainer.eval_dataset.column_names
+    (live_before, live_logs, live_after), (pre_before, pre_logs, pre_after) = results[False], results[True]
+    for live, pre in ((live_before, pre_before), (live_after, pre_after)):
+        for key in ("eval_loss", "eval_rewards/margins", "eval_adpo/segment_accuracy", "eval_adpo/segment_margin"):
+            assert pre[key] == pytest.approx(live[key], rel=1e-4, abs=1e-6), key
+    for live, pre in zip(live_logs, pre_logs):
+        for key in ("loss", "rewards/chosen", "rewards/rejected", "adpo/segment_margin"):
+            assert pre[key] == pytest.approx(live[key], rel=1e-4, abs=1e-6), key
+    assert pre_after["eval_loss"] != pytest.approx(pre_before["eval_loss"])
+
+
+def test_peft_reference_is_the_base_model_with_adapters_disabled(tmp_path, load, tokenizer, make_dataset):
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    trainer = ADPOTrainer(
+        load(), args=adpo_config(tmp_path, window_size=2, max_steps=3), processing_class=tokenizer,
+        train_dataset=make_dataset(12, seed=6), peft_config=lora,
+    )
+    assert trainer.ref_model is None
+    logs = train_logs(trainer)
+    first = logs[0]
+    # at step 0 the adapters are zero: every segment's log-ratio is 0 and contributes log 2
+    assert first["rewards/chosen"] == 0 and first["rewards/rejected"] == 0
+    assert first["loss"] == pytest.approx(first["adpo/feedback_length"] * math.log(2), rel=1e-6)
+    assert logs[-1]["rewards/margins"] != 0
+
+    rows = [trainer.train_dataset[i] for i in range(4)]
+    ref_chosen, _ = trainer.compute_ref_log_probs(trainer.data_collator(rows))
+    base = load()
+    for i, row in enumerate(rows):
+        sequence, is_completion = truncate(row["prompt_input_ids"], row["chosen_input_ids"], None, "keep_start")
+        expected = completion_logps(base, sequence, is_completion)
+        torch.testing.assert_close(ref_chosen[i, : len(expected)].double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-4, atol=1e-5)
+
+
+def test_4bit_nf4_model_with_lora_trains(tmp_path, tiny_model_dir, tokenizer, make_dataset):
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+    )
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, quantization_config=quantization)
+    assert model.is_loaded_in_4bit
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    trainer = ADPOTrainer(
+        model, args=adpo_config(tmp_path, max_steps=2, granularity="adaptive", num_segments=4),
+        processing_class=tokenizer, train_dataset=make_dataset(8, seed=7), peft_config=lora,
+    )
+    adapters = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
+    assert adapters
+    logs = train_logs(trainer)
+    assert all(math.isfinite(entry["loss"]) for entry in logs)
+    changed = [n for n, p in trainer.model.named_parameters() if n in adapters and not torch.equal(p, adapters[n])]
+    assert changed == list(adapters)
+
+
+# --- the training loop around the loss ----------------------------------------------------------------------------
+
+
+def test_gradient_accumulation_logs_the_loss_of_the_large_batch(tmp_path, load, tokenizer, make_dataset):
+    dataset = make_dataset(8, seed=8)
+    first_logs = []
+    for batch_size, accumulation in ((4, 1), (2, 2)):
+        trainer = ADPOTrainer(
+            load(),
+            args=adpo_config(
+                tmp_path, max_steps=1, per_device_train_batch_size=batch_size,
+                gradient_accumulation_steps=accumulation, window_size=2,
+            ),
+            processing_class=tokenizer, train_dataset=dataset,
+        )
+        first_logs.append(train_logs(trainer)[0])
+        assert not torch.equal(trainer.model.lm_head.weight, load().lm_head.weight)
+    large, accumulated = first_logs
+    for key in ("loss", "rewards/margins", "adpo/segment_margin"):
+        assert accumulated[key] == pytest.approx(large[key], rel=1e-5), key
+
+
+def test_evaluation_save_and_reload(tmp_path, load, tokenizer, make_dataset):
+    args = adpo_config(tmp_path, max_steps=4, eval_strategy="steps", eval_steps=2, granularity="adaptive", num_segments=16)
+    trainer = ADPOTrainer(
+        load(), args=args, processing_class=tokenizer, train_dataset=make_dataset(12, seed=9),
+        eval_dataset=make_dataset(5, seed=10),
+    )
+    trainer.train()
+    evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    assert [entry["step"] for entry in evaluations] == [2, 4]
+    for key in ("eval_adpo/feedback_length", "eval_adpo/segment_accuracy", "eval_adpo/segment_margin"):
+        assert key in evaluations[-1]
+    assert 0 <= evaluations[-1]["eval_adpo/segment_accuracy"] <= 1
+
+    trainer.save_model(args.output_dir)
+    reloaded = AutoModelForCausalLM.from_pretrained(args.output_dir)
+    for (name, trained), (_, loaded) in zip(trainer.model.state_dict().items(), reloaded.state_dict().items()):
+        torch.testing.assert_close(loaded, trained, msg=name)
+    assert not torch.equal(reloaded.lm_head.weight, load().lm_head.weight)
+
+
+def test_model_card_names_adpo_its_granularity_and_the_papers(tmp_path, load, tokenizer, make_dataset):
+    args = adpo_config(tmp_path, window_size=2, label_smoothing=0.1, beta=0.25)
+    trainer = ADPOTrainer(load(), args=args, processing_class=tokenizer, train_dataset=make_dataset(4))
+    trainer.create_model_card(model_name="tiny-adpo", dataset_name="toy/pairs")
+    card = (tmp_path / "adpo" / "README.md").read_text()
+    for expected in (
+        "trained with ADPO, a method introduced in [Autoregressive Direct Preference Optimization]",
+        "2602.09533", "cADPO", "| granularity | static, k=2 |", "| beta | 0.25 |", "| label smoothing | 0.1 |",
+        "toy/pairs", "rafailov2023direct", "oi2026adpo", "- adpo",
+    ):
+        assert expected in card, expected
+
+
+# --- rejected input -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "option,message",
+    [
+        (dict(loss_type="ipo"), "loss_type='ipo' is not supported"),
+        (dict(loss_type=["sigmoid", "sft"]), r"loss_type=\['sigmoid', 'sft'\] is not supported"),
+        (dict(loss_weights=[1.0]), "loss_weights=\\[1.0\\] is not supported"),
+        (dict(use_liger_kernel=True), "use_liger_kernel=True is not supported"),
+        (dict(ld_alpha=0.5), "ld_alpha=0.5 is not supported"),
+        (dict(use_weighting=True), "use_weighting=True is not supported"),
+        (dict(rpo_alpha=1.0), "rpo_alpha=1.0 is not supported"),
+        (dict(padding_free=True), "padding_free=True is not supported"),
+        (dict(reference_free=True), "reference_free=True is not supported"),
+        (dict(f_divergence_type="js_divergence"), "f_divergence_type='js_divergence' is not supported"),
+        (dict(granularity="segment"), "ADPOConfig: granularity must be one of"),
+        (dict(window_size=0), "ADPOConfig: window_size must be an integer >= 1"),
+        (dict(granularity="adaptive", num_segments=-2), "ADPOConfig: num_segments must be an integer >= 1"),
+        (dict(segment_reduction="max"), "ADPOConfig: segment_reduction must be one of"),
+        (dict(label_smoothing=0.5), r"ADPOConfig: label_smoothing must be in \[0, 0.5\)"),
+        (dict(truncation_mode="keep_middle"), "ADPOConfig: truncation_mode must be"),
+    ],
+)
+def test_unsupported_and_invalid_options_are_rejected(tmp_path, option, message):
+    with pytest.raises(ValueError, match=message):
+        ADPOConfig(output_dir=str(tmp_path), report_to="none", bf16=False, **option)
+
+
+def test_a_dpo_config_is_rejected_with_the_fix(tmp_path, load, tokenizer, make_dataset):
+    with pytest.raises(TypeError, match=r"needs an ADPOConfig as `args`, got DPOConfig. Replace DPOConfig\(...\)"):
+        ADPOTrainer(
+            load(), args=DPOConfig(output_dir=str(tmp_path), report_to="none", bf16=False), processing_class=tokenizer,
+            train_dataset=make_dataset(2),
+        )
+
+
+@pytest.mark.parametrize(
+    "rows,message",
+    [
+        (
+            [{"prompt": "w1", "chosen": "w2", "rejected": "w3"}, {"prompt": "w1", "chosen": "  ", "rejected": "w3"}],
+            r"Row 1 of the train dataset has an empty `chosen` completion",
+        ),
+        (
+            [{"prompt": "w1", "chosen": "w2", "rejected": ""}],
+            r"Row 0 of the train dataset has an empty `rejected` completion",
+        ),
+        ([{"prompt": "w1", "answer": "w2", "rejected": "w3"}], r"lacks the column\(s\) \['chosen'\]"),
+        (
+            [{"prompt": "w1", "chosen": "w2", "rejected": "w3"}, {"prompt": " ".join(["w5"] * 20), "chosen": "w2", "rejected": "w3"}],
+            r"Row 1 of the train dataset has no `chosen` token left to score after truncation to max_length=16",
+        ),
+    ],
+)
+def test_bad_rows_fail_before_training_with_the_row_number(tmp_path, load, tokenizer, rows, message):
+    from datasets import Dataset
+
+    with pytest.raises(ValueError, match=message):
+        ADPOTrainer(
+            load(), args=adpo_config(tmp_path, max_length=16, max_prompt_length=None, truncation_mode="keep_start"),
+            processing_class=tokenizer,
+            train_dataset=Dataset.from_list(rows),
+        )

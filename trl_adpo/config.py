@@ -1,0 +1,102 @@
+"""`ADPOConfig`: TRL's `DPOConfig` plus the ADPO granularity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import DPOConfig
+
+from .objective import GRANULARITIES, REDUCTIONS, check_granularity
+
+# DPOConfig options that change the loss or the forward pass in ways ADPO does not define: the values that leave them
+# off (None is DPOConfig's "not set"), and why.
+UNSUPPORTED_OPTIONS = {
+    "loss_type": (("sigmoid",), "ADPO replaces the sigmoid loss; other DPO loss types have no ADPO form here"),
+    "loss_weights": ((None,), "ADPO computes a single loss"),
+    "f_divergence_type": (("reverse_kl",), "ADPO is derived for the reverse-KL constraint"),
+    "reference_free": ((None, False), "ADPO needs per-token reference log-probs"),
+    "use_liger_kernel": ((False,), "the Liger fused DPO loss only returns summed log-probs"),
+    "use_weighting": ((False,), "WPO weighting is defined on whole sequences"),
+    "ld_alpha": ((None,), "length desensitization (LD-DPO) reweights summed log-probs"),
+    "rpo_alpha": ((None,), "the RPO NLL term is not part of ADPO; train SFT separately"),
+    "padding_free": ((False,), "padding-free batches are not supported by ADPOTrainer"),
+}
+
+
+@dataclass
+class ADPOConfig(DPOConfig):
+    r"""Configuration for `ADPOTrainer`: every `DPOConfig` option, plus the granularity of the ADPO loss.
+
+    Static granularity cuts each completion into windows of `window_size` tokens; adaptive granularity into
+    `num_segments` segments of near-equal length. `window_size=1` is the token-level ADPO loss, and
+    `granularity="adaptive"` with `num_segments=1` is exactly DPO. cADPO (the conservative form) is DPO's
+    `label_smoothing` > 0. Options of DPO that ADPO cannot honour are rejected here (see `UNSUPPORTED_OPTIONS`).
+    """
+
+    granularity: str = field(
+        default="static",
+        metadata={
+            "help": "How completions are cut into segments that share one log-sigmoid: 'static' (windows of "
+            "`window_size` tokens) or 'adaptive' (`num_segments` segments of near-equal length).",
+            "choices": list(GRANULARITIES),
+        },
+    )
+    window_size: int = field(
+        default=1,
+        metadata={
+            "help": "Static granularity: tokens per segment (k >= 1). 1 is the token-level ADPO loss; a window at "
+            "least as long as the completions is DPO."
+        },
+    )
+    num_segments: int = field(
+        default=1,
+        metadata={
+            "help": "Adaptive granularity: segments per completion (m >= 1), capped at its length. 1 is DPO; the "
+            "paper also uses 16 and 256."
+        },
+    )
+    segment_reduction: str = field(
+        default="sum",
+        metadata={
+            "help": "How a pair's segment losses are combined: 'sum' (the paper's loss) or 'mean' (divided by the "
+            "pair's number of segments).",
+            "choices": list(REDUCTIONS),
+        },
+    )
+
+    def __post_init__(self):
+        # ADPO's own checks come first, so that they are reported before any of TrainingArguments' complaints.
+        try:
+            check_granularity(self.granularity, self.window_size, self.num_segments)
+        except ValueError as error:
+            raise ValueError(f"ADPOConfig: {error}") from None
+        if self.segment_reduction not in REDUCTIONS:
+            raise ValueError(
+                f"ADPOConfig: segment_reduction must be one of {REDUCTIONS}, got {self.segment_reduction!r}."
+            )
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError(
+                f"ADPOConfig: label_smoothing must be in [0, 0.5), got {self.label_smoothing!r}; 0 trains ADPO, "
+                "a value such as 0.1 trains cADPO."
+            )
+        if self.truncation_mode not in ("keep_start", "keep_end"):
+            raise ValueError(
+                f"ADPOConfig: truncation_mode must be 'keep_start' or 'keep_end', got {self.truncation_mode!r}."
+            )
+        for name, (allowed, reason) in UNSUPPORTED_OPTIONS.items():
+            value = getattr(self, name)
+            if name == "loss_type" and isinstance(value, list) and len(value) == 1:
+                value = value[0]
+            if value not in allowed:
+                raise ValueError(
+                    f"ADPOConfig: {name}={value!r} is not supported ({reason}). Leave {name} unset "
+                    f"(its default is {allowed[-1]!r})."
+                )
+        super().__post_init__()
+
+    @property
+    def granularity_description(self) -> str:
+        """The granularity in words, e.g. "static, k=1" or "adaptive, m=16"."""
+        if self.granularity == "static":
+            return f"static, k={self.window_size}"
+        return f"adaptive, m={self.num_segments}"

@@ -1,0 +1,95 @@
+"""Checks on preference datasets, run before the first training step so that a bad row fails with its number.
+
+ADPO scores every completion token on its own or in short segments, so a completion with no token to score is an
+input error (ADPO_SPEC.md), never a silent zero: an empty completion in the raw data, or one that truncation to
+`max_length` empties.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.compute as pc
+from datasets import Dataset
+from trl.data_utils import maybe_extract_prompt
+
+REQUIRED_COLUMNS = ("chosen", "rejected")
+
+
+def _completion_text(completion) -> str:
+    """The text of a standard (str) or conversational (list of messages) completion."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(str(message.get("content") or "") for message in completion or [])
+
+
+def check_preference_dataset(dataset: Dataset, split: str) -> None:
+    """Raise `ValueError` if `dataset` lacks the preference columns or has a row with an empty completion.
+
+    Args:
+        dataset: a preference dataset in TRL's standard or conversational format, with an explicit `prompt` column
+            or with the prompt implicit in `chosen` and `rejected`.
+        split: the name of the dataset in messages, e.g. "train".
+    """
+    missing = [column for column in REQUIRED_COLUMNS if column not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"The {split} dataset lacks the column(s) {missing}: it has {dataset.column_names}. A preference dataset "
+            "needs `chosen` and `rejected` (and usually `prompt`), in TRL's standard or conversational format; "
+            "rename your columns to match."
+        )
+    columns = [column for column in ("prompt", *REQUIRED_COLUMNS) if column in dataset.column_names]
+    for row, example in enumerate(dataset.select_columns(columns)):
+        example = maybe_extract_prompt(example)
+        for column in REQUIRED_COLUMNS:
+            if not _completion_text(example[column]).strip():
+                raise ValueError(
+                    f"Row {row} of the {split} dataset has an empty `{column}` completion. ADPO needs at least one "
+                    "completion token in each response: fix or drop that row."
+                )
+
+
+def scored_completion_lengths(
+    prompt_lengths: np.ndarray, completion_lengths: np.ndarray, max_length: int | None, truncation_mode: str
+) -> np.ndarray:
+    """Number of completion tokens that get a log-prob once a row is truncated as `DPOTrainer` truncates it.
+
+    A row is its prompt then its completion; truncation keeps its first (`keep_start`) or last (`keep_end`)
+    `max_length` tokens. The first kept token has no context, so it is not scored even if it is a completion token.
+    """
+    prompt_lengths = np.asarray(prompt_lengths, dtype=np.int64)
+    completion_lengths = np.asarray(completion_lengths, dtype=np.int64)
+    total = prompt_lengths + completion_lengths
+    kept = total if max_length is None else np.minimum(total, max_length)
+    if truncation_mode == "keep_start":
+        first_kept = np.zeros_like(total)
+        kept_completion = np.maximum(kept - prompt_lengths, 0)
+    else:
+        first_kept = total - kept
+        kept_completion = np.minimum(completion_lengths, kept)
+    starts_with_completion = (first_kept >= prompt_lengths) & (kept_completion > 0)
+    return kept_completion - starts_with_completion
+
+
+def check_tokenized_dataset(dataset: Dataset, split: str, max_length: int | None, truncation_mode: str) -> None:
+    """Raise `ValueError` naming the first row of a tokenized dataset whose completion truncation leaves unscored.
+
+    Args:
+        dataset: a dataset tokenized by `DPOTrainer` (`prompt_input_ids`, `chosen_input_ids`, `rejected_input_ids`).
+        split: the name of the dataset in messages.
+        max_length: `DPOConfig.max_length`.
+        truncation_mode: `DPOConfig.truncation_mode`.
+    """
+    table = dataset.with_format("arrow")[:]
+    prompt_lengths = pc.list_value_length(table["prompt_input_ids"]).to_numpy()
+    for column in ("chosen", "rejected"):
+        completion_lengths = pc.list_value_length(table[f"{column}_input_ids"]).to_numpy()
+        scored = scored_completion_lengths(prompt_lengths, completion_lengths, max_length, truncation_mode)
+        empty = np.flatnonzero(scored <= 0)
+        if empty.size:
+            row = int(empty[0])
+            raise ValueError(
+                f"Row {row} of the {split} dataset has no `{column}` token left to score after truncation to "
+                f"max_length={max_length} (truncation_mode={truncation_mode!r}; the prompt has "
+                f"{prompt_lengths[row]} tokens, the completion {completion_lengths[row]}); {empty.size} row(s) in "
+                "all. Raise `max_length`, lower `max_prompt_length`, or drop those rows."
+            )
