@@ -1,0 +1,235 @@
+"""scripts/train_adpo.py: every config in configs/, end-to-end runs, Hub pushes, and bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+from peft import AutoPeftModelForCausalLM
+from transformers import AutoModelForCausalLM
+
+from trl_adpo.arithmetic import preference_rows, save_quickstart, write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "train_adpo.py"
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+RECIPES = [c for c in CONFIGS if not c.name.startswith("quickstart") and not c.name.endswith("_8b.yaml")]
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("train_adpo", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_adpo"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory) -> Path:
+    return save_quickstart(tmp_path_factory.mktemp("quickstart"))
+
+
+def tiny_run(quickstart: Path, output_dir: Path, *extra: str) -> list[str]:
+    """Command-line overrides that point a recipe at the quickstart's tiny model and data, for a short CPU run."""
+    return [
+        "--model_name_or_path", str(quickstart / "model"), "--dataset_name", str(quickstart / "train.jsonl"),
+        "--output_dir", str(output_dir), "--bf16", "false", "--max_steps", "2", "--learning_rate", "1e-3",
+        "--save_strategy", "no", "--disable_tqdm", "true", "--max_length", "128", *extra,
+    ]
+
+
+def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+# --- every config -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+def test_every_config_parses_into_the_options_it_names(script, config):
+    # use_cpu lets TrainingArguments accept the GPU recipes' bf16 on this machine
+    script_args, training_args, model_args = script.parse_args(["--config", str(config), "--use_cpu", "true"])
+    written = yaml.safe_load(config.read_text())
+    for key, value in written.items():
+        if key == "report_to" and value == "none":
+            value = []  # TrainingArguments' spelling of "none"
+        owner = next(o for o in (script_args, training_args, model_args) if hasattr(o, key))
+        parsed = getattr(owner, key)
+        assert parsed == value or str(parsed) == str(value) or getattr(parsed, "value", None) == value, key
+    assert training_args.granularity in ("static", "adaptive")
+
+
+@pytest.mark.parametrize("config", RECIPES, ids=lambda c: c.name)
+def test_each_family_recipe_trains_a_tiny_model(script, quickstart, tmp_path, config):
+    trainer = script.main(*script.parse_args(["--config", str(config), *tiny_run(quickstart, tmp_path)]))
+    written = yaml.safe_load(config.read_text())
+    for key in ("granularity", "window_size", "num_segments", "label_smoothing", "beta"):
+        if key in written:
+            assert getattr(trainer.args, key) == written[key]
+    assert trainer.state.global_step == 2
+    AutoModelForCausalLM.from_pretrained(tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    assert trainer.args.granularity_description in card
+
+
+def test_the_8b_recipes_ask_for_lora_and_4bit(script):
+    _, training_args, lora = script.parse_args(["--config", str(ROOT / "configs" / "lora_8b.yaml"), "--use_cpu", "true"])
+    _, _, qlora = script.parse_args(["--config", str(ROOT / "configs" / "qlora_8b.yaml"), "--use_cpu", "true"])
+    assert lora.use_peft and not lora.load_in_4bit and training_args.bf16 and training_args.gradient_checkpointing
+    assert qlora.use_peft and qlora.load_in_4bit and qlora.bnb_4bit_quant_type == "nf4"
+
+
+# --- end to end, in a subprocess, as a user runs it ---------------------------------------------------------------
+
+
+def test_quickstart_end_to_end(tmp_path):
+    result = run_script("--config", str(ROOT / "configs" / "quickstart.yaml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = tmp_path / "outputs" / "quickstart-adpo"
+    assert f"Model saved to {output}" in result.stdout
+    assert "it/s]" in result.stderr  # Trainer's progress bar
+    assert (tmp_path / ".quickstart" / "model" / "config.json").exists()
+    assert json.loads((output / "eval_results.json").read_text())["eval_adpo/feedback_length"] > 1
+    AutoModelForCausalLM.from_pretrained(output)
+
+
+@pytest.mark.parametrize("config", ["quickstart_lora.yaml", "quickstart_qlora.yaml"])
+def test_lora_and_4bit_configs_end_to_end(tmp_path, config):
+    result = run_script("--config", str(ROOT / "configs" / config), "--max_steps", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = next((tmp_path / "outputs").iterdir())
+    assert (output / "adapter_model.safetensors").exists() and not (output / "model.safetensors").exists()
+    AutoPeftModelForCausalLM.from_pretrained(output)
+
+
+def test_local_conversational_jsonl_end_to_end(tmp_path, quickstart):
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": row["prompt"]}],
+            "chosen": [{"role": "assistant", "content": row["chosen"]}],
+            "rejected": [{"role": "assistant", "content": row["rejected"]}],
+        }
+        for row in preference_rows(24, seed=5)
+    ]
+    write_jsonl(rows, tmp_path / "conversations.jsonl")
+    result = run_script(
+        "--config", str(ROOT / "configs" / "adpo_static_k2.yaml"),
+        *tiny_run(quickstart, tmp_path / "out", "--gradient_checkpointing", "false"),
+        "--dataset_name", "conversations.jsonl", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+
+
+# --- Hub pushes, intercepted -------------------------------------------------------------------------------------
+
+
+def test_push_to_hub_uploads_model_tokenizer_config_and_card(script, quickstart, tmp_path, monkeypatch):
+    import transformers.trainer
+
+    uploads = []
+
+    def fake_upload_folder(repo_id, folder_path, **kwargs):
+        files = {p.name: p for p in Path(folder_path).iterdir() if p.is_file()}
+        uploads.append((repo_id, sorted(files), files["README.md"].read_text(), files["training_config.yaml"].read_text()))
+
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    monkeypatch.setattr(transformers.trainer, "create_repo", lambda repo_id, **kw: types.SimpleNamespace(repo_id=repo_id))
+    monkeypatch.setattr(transformers.trainer, "upload_folder", fake_upload_folder)
+    args = script.parse_args([
+        "--config", str(ROOT / "configs" / "adpo_adaptive_m16.yaml"), *tiny_run(quickstart, tmp_path),
+        "--push_to_hub", "true", "--hub_model_id", "someone/tiny-adpo",
+    ])
+    script.main(*args)
+
+    assert len(uploads) == 1
+    repo_id, files, card, run_config = uploads[0]
+    assert repo_id == "someone/tiny-adpo"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "training_config.yaml", "README.md"):
+        assert name in files
+    for expected in ("ADPO", "| granularity | adaptive, m=16 |", "| beta | 0.1 |", str(quickstart / "train.jsonl"),
+                     "2602.09533", "oi2026adpo"):
+        assert expected in card, expected
+    assert yaml.safe_load(run_config)["ADPOConfig"]["num_segments"] == 16
+    assert "hf_test_token" not in run_config
+
+
+def test_push_to_hub_without_a_token_fails_before_training(script, quickstart, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    args = script.parse_args([
+        "--config", str(ROOT / "configs" / "adpo_static_k1.yaml"), *tiny_run(quickstart, tmp_path / "out"),
+        "--push_to_hub", "true", "--hub_model_id", "someone/tiny-adpo",
+    ])
+    with pytest.raises(ValueError, match="no Hugging Face token was found: run `hf auth login`"):
+        script.main(*args)
+    assert not (tmp_path / "out").exists()
+
+
+# --- bad input: a clear error before any training step ------------------------------------------------------------
+
+
+def test_unknown_yaml_key_names_the_file_and_the_key(script, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("granularity: adaptive\nnum_segmnts: 16\n")
+    with pytest.raises(ValueError, match=rf"{config}: unknown key 'num_segmnts': .* Did you mean 'num_segments'\?"):
+        script.parse_args(["--config", str(config)])
+    with pytest.raises(FileNotFoundError, match=r"--config: the file '.*absent.yaml' does not exist"):
+        script.parse_args(["--config", str(tmp_path / "absent.yaml")])
+
+
+def test_missing_data_file_is_named(script, quickstart, tmp_path):
+    args = script.parse_args(
+        ["--config", str(ROOT / "configs" / "adpo_static_k1.yaml"), *tiny_run(quickstart, tmp_path / "out"),
+         "--dataset_name", str(tmp_path / "missing.jsonl")]
+    )
+    with pytest.raises(FileNotFoundError, match=r"dataset_name: the file '.*missing.jsonl' does not exist"):
+        script.main(*args)
+
+
+@pytest.mark.parametrize(
+    "rows,extra,message",
+    [
+        ([{"prompt": "a = 1 ; b = ?", "answer": "2"}], [], r"The train dataset lacks the column\(s\) \['chosen', 'rejected'\]"),
+        (
+            [{"prompt": "a = 1", "chosen": "answer 1", "rejected": "answer 2"}] * 2
+            + [{"prompt": "a = 1", "chosen": "answer 1", "rejected": ""}],
+            [],
+            r"Row 2 of the train dataset has an empty `rejected` completion",
+        ),
+        (
+            [{"prompt": "a = 1", "chosen": "answer 1", "rejected": "answer 2"},
+             {"prompt": " ".join(["a = 1 ;"] * 8), "chosen": "answer 1", "rejected": "answer 2"}],
+            ["--max_length", "12", "--truncation_mode", "keep_start"],
+            r"Row 1 of the train dataset has no `chosen` token left to score after truncation to max_length=12",
+        ),
+    ],
+    ids=["missing-columns", "empty-completion", "truncated-away"],
+)
+def test_bad_rows_fail_before_training(script, quickstart, tmp_path, rows, extra, message):
+    write_jsonl(rows, tmp_path / "data.jsonl")
+    args = script.parse_args(
+        ["--config", str(ROOT / "configs" / "adpo_static_k1.yaml"), *tiny_run(quickstart, tmp_path / "out"),
+         "--dataset_name", str(tmp_path / "data.jsonl"), *extra]
+    )
+    with pytest.raises(ValueError, match=message):
+        script.main(*args)
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_help_documents_every_adpo_option(script):
+    text = script.make_parser().format_help()
+    for option in ("--granularity {static,adaptive}", "--window_size", "--num_segments", "--segment_reduction",
+                   "--quickstart_dir", "--eval_dataset_name", "--load_in_4bit", "--use_peft"):
+        assert option in text, option
