@@ -1,9 +1,9 @@
 """A synthetic multi-step reasoning task with an exact verifier: chained arithmetic modulo 10.
 
-A problem starts a variable at a digit and derives each next variable from the previous one::
+A problem gives the first variables a digit each and derives every next one from two earlier ones::
 
-    prompt:   a = 7 ; b = a + 5 ; c = b * 3 ; c = ?
-    solution: b = 7 + 5 = 2 ; c = 2 * 3 = 6 ; answer 6
+    prompt:   a = 7 ; b = 5 ; c = a + b ; d = c * a ; d = ?
+    solution: c = 7 + 5 = 2 ; d = 2 * 7 = 4 ; answer 4
 
 Every number is one word-level token. A wrong solution that goes astray at one step and computes consistently from
 there shares its prefix with the right one, which is where token-level credit assignment should matter. It feeds
@@ -28,34 +28,36 @@ ANSWER = re.compile(r"answer (\d)\b")
 
 @dataclass(frozen=True)
 class Problem:
-    """A chain ``start, op_1 operand_1, ..., op_n operand_n``; each step applies one operation to the last value."""
+    """Digits for the first variables, then steps ``(op, i, j)``: the next variable is ``var_i op var_j`` mod 10."""
 
-    start: int
-    steps: tuple[tuple[str, int], ...]
+    initial: tuple[int, ...]
+    steps: tuple[tuple[str, int, int], ...]
 
     @property
     def prompt(self) -> str:
-        parts = [f"a = {self.start}"]
-        parts += [f"{VARIABLES[i + 1]} = {VARIABLES[i]} {op} {operand}" for i, (op, operand) in enumerate(self.steps)]
-        return " ; ".join(parts) + f" ; {VARIABLES[len(self.steps)]} = ?"
+        parts = [f"{VARIABLES[i]} = {value}" for i, value in enumerate(self.initial)]
+        first = len(self.initial)
+        parts += [f"{VARIABLES[first + n]} = {VARIABLES[i]} {op} {VARIABLES[j]}" for n, (op, i, j) in enumerate(self.steps)]
+        return " ; ".join(parts) + f" ; {VARIABLES[first + len(self.steps) - 1]} = ?"
+
+    def _values(self, wrong_step: int | None = None, wrong_value: int | None = None) -> list[int]:
+        values = list(self.initial)
+        for n, (op, i, j) in enumerate(self.steps):
+            values.append(wrong_value if n == wrong_step else OPERATIONS[op](values[i], values[j]))
+        return values
 
     @property
     def answer(self) -> int:
-        value = self.start
-        for op, operand in self.steps:
-            value = OPERATIONS[op](value, operand)
-        return value
+        return self._values()[-1]
 
     def solution(self, wrong_step: int | None = None, wrong_value: int | None = None) -> str:
         """The worked solution; with `wrong_step`, that step's result is `wrong_value` and later steps follow it."""
-        value, parts = self.start, []
-        for i, (op, operand) in enumerate(self.steps):
-            result = OPERATIONS[op](value, operand)
-            if i == wrong_step:
-                result = wrong_value
-            parts.append(f"{VARIABLES[i + 1]} = {value} {op} {operand} = {result}")
-            value = result
-        return " ; ".join(parts) + f" ; answer {value}"
+        values, first = self._values(wrong_step, wrong_value), len(self.initial)
+        parts = [
+            f"{VARIABLES[first + n]} = {values[i]} {op} {values[j]} = {values[first + n]}"
+            for n, (op, i, j) in enumerate(self.steps)
+        ]
+        return " ; ".join(parts) + f" ; answer {values[-1]}"
 
     def is_correct(self, completion: str) -> bool:
         """Whether the completion's first `answer D` is this problem's answer."""
@@ -63,9 +65,14 @@ class Problem:
         return match is not None and int(match.group(1)) == self.answer
 
 
-def sample_problem(rng: random.Random, num_steps: int) -> Problem:
-    steps = tuple((rng.choice(list(OPERATIONS)), rng.randrange(1, 10)) for _ in range(num_steps))
-    return Problem(rng.randrange(10), steps)
+def sample_problem(rng: random.Random, num_steps: int, num_initial: int = 2) -> Problem:
+    """Random digits for the first `num_initial` variables, then `num_steps` steps over any earlier variables."""
+    initial = tuple(rng.randrange(10) for _ in range(num_initial))
+    steps = tuple(
+        (rng.choice(list(OPERATIONS)), rng.randrange(num_initial + n), rng.randrange(num_initial + n))
+        for n in range(num_steps)
+    )
+    return Problem(initial, steps)
 
 
 def wrong_solution(problem: Problem, rng: random.Random) -> str:
