@@ -17,11 +17,12 @@ from typing import Any
 
 import torch
 from accelerate.utils import tqdm
-from datasets import Dataset
+from datasets import Dataset, load_from_disk
 from torch import nn
 from torch.utils.data import DataLoader
 from trl import DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl.trainer.utils import flush_left, flush_right, get_config_model_id, pad, pad_to_length, selective_log_softmax
 
 from .config import ADPOConfig
@@ -29,6 +30,7 @@ from .data import check_preference_dataset, check_tokenized_dataset
 from .objective import adpo_loss
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+REFERENCE_DIR = "adpo_reference_logps"  # in a checkpoint: the precomputed per-token reference log-probs
 
 ADPO_CITATION = textwrap.dedent("""\
     @inproceedings{oi2026adpo,
@@ -195,13 +197,20 @@ class ADPOTrainer(DPOTrainer):
             shuffle=False,
         )
         rows: dict[str, list[list[float]]] = {column: [] for column in REF_COLUMNS}
+        computed_here = 0
         for batch in tqdm(self.accelerator.prepare(loader), desc=f"Per-token reference log-probs of {name}"):
             output = self._reference_forward(batch)
+            computed_here += len(batch["prompt_input_ids"])
             for column, side in zip(REF_COLUMNS, ("chosen", "rejected")):
                 values = self.accelerator.pad_across_processes(output[f"{side}_token_logps"].float(), dim=1)
                 mask = self.accelerator.pad_across_processes(output[f"{side}_mask"], dim=1)
                 values, mask = self.accelerator.gather_for_metrics((values, mask))
                 rows[column].extend(row[keep].tolist() for row, keep in zip(values.cpu(), mask.cpu()))
+        shares = self.accelerator.gather(torch.tensor([computed_here], device=self.accelerator.device)).tolist()
+        self.accelerator.print(
+            f"Per-token reference log-probs of {name}: {len(rows[REF_COLUMNS[0]])} rows, computed by "
+            f"{len(shares)} process(es) in shares of {shares} (the last batch padded to an even split)"
+        )
         for column in REF_COLUMNS:
             dataset = dataset.add_column(column, rows[column])
         return dataset
@@ -237,6 +246,65 @@ class ADPOTrainer(DPOTrainer):
                 eval_dataset = self._with_reference_columns(eval_dataset, batch_size, "the eval dataset")
         self._precomputed_eval_ref_log_probs = True  # TRL's own precomputation stores sums: skip it
         return super().get_eval_dataloader(eval_dataset)
+
+    def _reference_snapshots(self) -> dict[str, Dataset]:
+        """The datasets whose per-token reference log-probs a checkpoint keeps, by name."""
+        datasets = {"train": self.train_dataset}
+        if isinstance(self.eval_dataset, dict):
+            datasets.update({f"eval_{key}": dataset for key, dataset in self.eval_dataset.items()})
+        elif self.eval_dataset is not None:
+            datasets["eval"] = self.eval_dataset
+        return {name: d for name, d in datasets.items() if REF_COLUMNS[0] in d.column_names}
+
+    def _save_checkpoint(self, model, trial):
+        """TRL's checkpoint, plus the precomputed per-token reference log-probs, which resuming needs."""
+        super()._save_checkpoint(model, trial)
+        if self.precompute_ref_log_probs and self.is_world_process_zero():
+            checkpoint = Path(self._get_output_dir(trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            for name, dataset in self._reference_snapshots().items():
+                dataset.select_columns(list(REF_COLUMNS)).save_to_disk(checkpoint / REFERENCE_DIR / name)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """`Trainer.train`; on resuming with `precompute_ref_log_probs`, first restores the per-token reference
+        log-probs the checkpoint saved: the weights it restores are no longer the reference."""
+        if self.precompute_ref_log_probs and resume_from_checkpoint:
+            checkpoint = (
+                get_last_checkpoint(self.args.output_dir) if resume_from_checkpoint is True else resume_from_checkpoint
+            )
+            if checkpoint is not None:
+                self._restore_reference_columns(Path(checkpoint) / REFERENCE_DIR)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def _restore_reference_columns(self, directory: Path) -> None:
+        if not directory.is_dir():
+            if self.ref_model is None and not self.is_peft_model:
+                raise ValueError(
+                    f"{directory.parent} holds no per-token reference log-probs, and with "
+                    "precompute_ref_log_probs=True and no ref_model the reference was the initial policy, which the "
+                    "checkpoint no longer holds. Resume from a checkpoint saved by ADPOTrainer, or pass a ref_model."
+                )
+            return  # the reference (ref_model, or the PEFT base) is unchanged: it is computed again
+        for saved in sorted(directory.iterdir()):
+            columns = load_from_disk(saved)
+            if saved.name == "train":
+                self.train_dataset = self._add_columns(self.train_dataset, columns)
+            elif saved.name == "eval":
+                self.eval_dataset = self._add_columns(self.eval_dataset, columns)
+            else:
+                key = saved.name.removeprefix("eval_")
+                self.eval_dataset[key] = self._add_columns(self.eval_dataset[key], columns)
+
+    @staticmethod
+    def _add_columns(dataset: Dataset, columns: Dataset) -> Dataset:
+        if len(columns) != len(dataset):
+            raise ValueError(
+                f"The checkpoint's reference log-probs cover {len(columns)} rows but the dataset has {len(dataset)}: "
+                "resume with the dataset the run started with."
+            )
+        for column in REF_COLUMNS:
+            if column not in dataset.column_names:
+                dataset = dataset.add_column(column, columns[column])
+        return dataset
 
     def dpo_loss(
         self,

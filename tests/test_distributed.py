@@ -1,0 +1,123 @@
+"""Scale-out and recovery: 2 processes (gloo, CPU) against 1, exact resume, and the accelerate configs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from accelerate.commands.config.config_args import load_config_from_file
+
+from trl_adpo.arithmetic import save_quickstart
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "train_adpo.py"
+COMPARED = ["loss", "grad_norm", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "logps/chosen",
+            "adpo/feedback_length", "adpo/segment_accuracy", "adpo/segment_margin"]
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory) -> Path:
+    return save_quickstart(tmp_path_factory.mktemp("quickstart"))
+
+
+def run_args(quickstart: Path, output_dir: Path, batch_size: int, *extra: str) -> list[str]:
+    return [
+        "--config", str(ROOT / "configs" / "adpo_adaptive_m16.yaml"),
+        "--model_name_or_path", str(quickstart / "model"), "--dataset_name", str(quickstart / "train.jsonl"),
+        "--output_dir", str(output_dir), "--use_cpu", "true", "--bf16", "false", "--max_steps", "4",
+        "--per_device_train_batch_size", str(batch_size), "--learning_rate", "1e-3", "--logging_steps", "1",
+        "--save_strategy", "no", "--max_length", "128", "--disable_tqdm", "true", *extra,
+    ]
+
+
+def train_logs(output_dir: Path) -> list[dict]:
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    return [entry for entry in state["log_history"] if "loss" in entry]
+
+
+def launch(command: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+@pytest.mark.parametrize("precompute", [False, True], ids=["live-reference", "precomputed-reference"])
+def test_two_processes_give_the_loss_curve_of_one_with_the_same_global_batch(quickstart, tmp_path, precompute):
+    extra = ["--precompute_ref_log_probs", "true", "--precompute_ref_batch_size", "5"] if precompute else []
+    single = launch([sys.executable, str(SCRIPT), *run_args(quickstart, tmp_path / "one", 8, *extra)])
+    double = launch([
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs/accelerate/ddp.yaml"),
+        "--num_processes", "2", "--main_process_port", "29517" if precompute else "29518",
+        str(SCRIPT), *run_args(quickstart, tmp_path / "two", 4, *extra),
+    ])
+    one, two = train_logs(tmp_path / "one"), train_logs(tmp_path / "two")
+    assert len(one) == len(two) == 4
+    for step, (expected, actual) in enumerate(zip(one, two)):
+        for key in COMPARED:  # metrics of the whole global batch, not of rank 0's half
+            assert actual[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), (step, key)
+    if precompute:
+        assert "512 rows, computed by 1 process(es) in shares of [512]" in single.stdout
+        # 103 batches of 5 rows, 52 per process: the processes share the rows instead of each computing all 512;
+        # accelerate pads the last batch to an even split, and the gather drops the 8 repeated rows again
+        assert "512 rows, computed by 2 process(es) in shares of [260, 260]" in double.stdout
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("train_adpo", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_adpo"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("precompute", [False, True], ids=["live-reference", "precomputed-reference"])
+def test_resuming_from_a_checkpoint_repeats_the_uninterrupted_losses(script, quickstart, tmp_path, precompute):
+    extra = ["--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3", "--lr_scheduler_type", "linear"]
+    extra += ["--precompute_ref_log_probs", "true"] if precompute else []
+    script.main(*script.parse_args(run_args(quickstart, tmp_path / "full", 4, *extra)))
+    uninterrupted = train_logs(tmp_path / "full")
+
+    # the run that stopped after step 3 holds what the uninterrupted run held then: its checkpoint-3
+    shutil.copytree(tmp_path / "full" / "checkpoint-3", tmp_path / "stopped" / "checkpoint-3")
+    if precompute:
+        assert (tmp_path / "stopped" / "checkpoint-3" / "adpo_reference_logps" / "train").is_dir()
+    script.main(*script.parse_args(run_args(
+        quickstart, tmp_path / "stopped", 4, *extra,
+        "--resume_from_checkpoint", str(tmp_path / "stopped" / "checkpoint-3"),
+    )))
+    resumed = train_logs(tmp_path / "stopped")
+    assert [entry["step"] for entry in resumed] == [1, 2, 3, 4, 5, 6]
+    for expected, actual in zip(uninterrupted[3:], resumed[3:]):
+        for key in COMPARED:
+            assert actual[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-7), (actual["step"], key)
+
+
+def test_resuming_a_precomputed_run_from_a_foreign_checkpoint_is_refused(script, quickstart, tmp_path):
+    extra = ["--max_steps", "3", "--save_strategy", "steps", "--save_steps", "3"]
+    script.main(*script.parse_args(run_args(quickstart, tmp_path / "full", 4, *extra)))  # live reference: no columns
+    with pytest.raises(ValueError, match="holds no per-token reference log-probs"):
+        script.main(*script.parse_args(run_args(
+            quickstart, tmp_path / "other", 4, *extra, "--precompute_ref_log_probs", "true",
+            "--resume_from_checkpoint", str(tmp_path / "full" / "checkpoint-3"),
+        )))
+
+
+@pytest.mark.parametrize(
+    "name,kind", [("ddp", "MULTI_GPU"), ("deepspeed_zero2", "DEEPSPEED"), ("deepspeed_zero3", "DEEPSPEED"),
+                  ("fsdp", "FSDP")],
+)
+def test_accelerate_configs_parse(name, kind):
+    config = load_config_from_file(str(ROOT / "configs" / "accelerate" / f"{name}.yaml"))
+    assert config.distributed_type.value == kind
+    if name.startswith("deepspeed"):
+        assert config.deepspeed_config["zero_stage"] == int(name[-1])
+    if name == "fsdp":
+        assert config.fsdp_config["fsdp_version"] == 2
