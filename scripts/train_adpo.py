@@ -27,7 +27,8 @@ import yaml
 from datasets import Dataset, DatasetDict, load_dataset
 from huggingface_hub import get_token
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import ModelConfig, TrlParser, get_kbit_device_map, get_peft_config, get_quantization_config
+from accelerate import PartialState
+from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from trl_adpo import ADPOConfig, ADPOTrainer
 from trl_adpo.arithmetic import save_quickstart
@@ -112,18 +113,25 @@ def check_hub_login(training_args: ADPOConfig) -> None:
         )
 
 
-def load_model(model_args: ModelConfig) -> torch.nn.Module:
+def trust_remote_code(model_args: ModelConfig, training_args: ADPOConfig) -> bool:
+    """TRL 0.28 keeps `trust_remote_code` in ModelConfig, TRL 1.x in the trainer's config."""
+    return getattr(model_args, "trust_remote_code", None) or getattr(training_args, "trust_remote_code", False)
+
+
+def load_model(model_args: ModelConfig, trust_code: bool) -> torch.nn.Module:
     """The policy, quantized to 4 or 8 bits when `ModelConfig` asks for it."""
     dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
     kwargs = dict(
         revision=model_args.model_revision,
         attn_implementation=model_args.attn_implementation,
         dtype=dtype,
-        trust_remote_code=model_args.trust_remote_code,
+        trust_remote_code=trust_code,
     )
     quantization_config = get_quantization_config(model_args)
     if quantization_config is not None:
-        kwargs.update(quantization_config=quantization_config, device_map=get_kbit_device_map())
+        # quantized weights go to this process's GPU; on a machine without one they stay on the CPU
+        device_map = {"": PartialState().local_process_index} if torch.cuda.is_available() else None
+        kwargs.update(quantization_config=quantization_config, device_map=device_map)
     return AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
 
 
@@ -151,9 +159,10 @@ def main(script_args: ScriptArguments, training_args: ADPOConfig, model_args: Mo
             f"eval_strategy={training_args.eval_strategy!r} needs evaluation data: set eval_dataset_name, give "
             f"dataset_name a {script_args.dataset_test_split!r} split, or set eval_strategy to 'no'."
         )
-    model = load_model(model_args)
+    trust_code = trust_remote_code(model_args, training_args)
+    model = load_model(model_args, trust_code)
     tokenizer = AutoTokenizer.from_pretrained(
-        model_args.model_name_or_path, revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code
+        model_args.model_name_or_path, revision=model_args.model_revision, trust_remote_code=trust_code
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

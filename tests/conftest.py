@@ -9,8 +9,16 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trl_adpo.synthetic import save_tiny_model
+from trl_adpo.trainer import TRL_VERSION
 
 WORDS = [f"w{i}" for i in range(40)]
+ON_TRL028 = TRL_VERSION.major == 0
+"""The TRL line under test: 0.28.x (`concatenated_forward`/`dpo_loss`) or 1.x (`_compute_loss`)."""
+
+
+def token_ids(row: dict, part: str) -> list[int]:
+    """The token ids of a tokenized row's prompt, chosen or rejected part, by either TRL line's column names."""
+    return row[f"{part}_input_ids"] if ON_TRL028 else row[f"{part}_ids"]
 
 
 @pytest.fixture(scope="session")

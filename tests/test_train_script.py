@@ -136,17 +136,25 @@ def test_local_conversational_jsonl_end_to_end(tmp_path, quickstart):
 
 
 def test_push_to_hub_uploads_model_tokenizer_config_and_card(script, quickstart, tmp_path, monkeypatch):
+    import huggingface_hub
     import transformers.trainer
 
     uploads = []
+
+    def fake_create_repo(repo_id, **kwargs):
+        return types.SimpleNamespace(repo_id=repo_id)
 
     def fake_upload_folder(repo_id, folder_path, **kwargs):
         files = {p.name: p for p in Path(folder_path).iterdir() if p.is_file()}
         uploads.append((repo_id, sorted(files), files["README.md"].read_text(), files["training_config.yaml"].read_text()))
 
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
-    monkeypatch.setattr(transformers.trainer, "create_repo", lambda repo_id, **kw: types.SimpleNamespace(repo_id=repo_id))
-    monkeypatch.setattr(transformers.trainer, "upload_folder", fake_upload_folder)
+    # Trainer reaches the Hub through HfApi's methods, or (transformers < 5.3) through functions bound at import
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: fake_create_repo(repo_id))
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kw: fake_upload_folder(**kw))
+    for name, fake in (("create_repo", fake_create_repo), ("upload_folder", fake_upload_folder)):
+        if hasattr(transformers.trainer, name):
+            monkeypatch.setattr(transformers.trainer, name, fake)
     args = script.parse_args([
         "--config", str(ROOT / "configs" / "adpo_adaptive_m16.yaml"), *tiny_run(quickstart, tmp_path),
         "--push_to_hub", "true", "--hub_model_id", "someone/tiny-adpo",

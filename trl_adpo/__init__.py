@@ -2,8 +2,8 @@
 
 from .config import ADPOConfig
 from .objective import ADPOLossOutput, adpo_loss, segment_ids
-from .trainer import ADPOTrainer, DataCollatorForADPO
+from .trainer import ADPOTrainer
 
 __version__ = "0.1.0"
 
-__all__ = ["ADPOConfig", "ADPOLossOutput", "ADPOTrainer", "DataCollatorForADPO", "adpo_loss", "segment_ids"]
+__all__ = ["ADPOConfig", "ADPOLossOutput", "ADPOTrainer", "adpo_loss", "segment_ids"]

@@ -84,6 +84,8 @@ class ADPOConfig(DPOConfig):
                 f"ADPOConfig: truncation_mode must be 'keep_start' or 'keep_end', got {self.truncation_mode!r}."
             )
         for name, (allowed, reason) in UNSUPPORTED_OPTIONS.items():
+            if not hasattr(self, name):  # an option of another TRL line
+                continue
             value = getattr(self, name)
             if name == "loss_type" and isinstance(value, list) and len(value) == 1:
                 value = value[0]

@@ -70,19 +70,22 @@ def scored_completion_lengths(
     return kept_completion - starts_with_completion
 
 
-def check_tokenized_dataset(dataset: Dataset, split: str, max_length: int | None, truncation_mode: str) -> None:
+def check_tokenized_dataset(
+    dataset: Dataset, split: str, max_length: int | None, truncation_mode: str, suffix: str = "_input_ids"
+) -> None:
     """Raise `ValueError` naming the first row of a tokenized dataset whose completion truncation leaves unscored.
 
     Args:
-        dataset: a dataset tokenized by `DPOTrainer` (`prompt_input_ids`, `chosen_input_ids`, `rejected_input_ids`).
+        dataset: a dataset tokenized by `DPOTrainer`: token ids in `prompt{suffix}`, `chosen{suffix}` and
+            `rejected{suffix}` (TRL 0.28 names them `*_input_ids`, TRL 1.x `*_ids`).
         split: the name of the dataset in messages.
         max_length: `DPOConfig.max_length`.
         truncation_mode: `DPOConfig.truncation_mode`.
     """
     table = dataset.with_format("arrow")[:]
-    prompt_lengths = pc.list_value_length(table["prompt_input_ids"]).to_numpy()
+    prompt_lengths = pc.list_value_length(table[f"prompt{suffix}"]).to_numpy()
     for column in ("chosen", "rejected"):
-        completion_lengths = pc.list_value_length(table[f"{column}_input_ids"]).to_numpy()
+        completion_lengths = pc.list_value_length(table[f"{column}{suffix}"]).to_numpy()
         scored = scored_completion_lengths(prompt_lengths, completion_lengths, max_length, truncation_mode)
         empty = np.flatnonzero(scored <= 0)
         if empty.size:

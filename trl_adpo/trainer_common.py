@@ -1,0 +1,203 @@
+"""What `ADPOTrainer` does the same way on every TRL line: the loss call, its metrics, per-token alignment, the
+reference-column collator, dataset checks and the model card. The line-specific glue subclasses `ADPOTrainerMixin`.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from trl import DPOTrainer
+from trl.trainer.utils import get_config_model_id, pad
+
+from .config import ADPOConfig
+from .objective import ADPOLossOutput, adpo_loss
+
+REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+
+ADPO_CITATION = textwrap.dedent("""\
+    @inproceedings{oi2026adpo,
+        title         = {{Autoregressive Direct Preference Optimization}},
+        author        = {Masanari Oi and Mahiro Ukai and Masahiro Kaneko and Naoaki Okazaki and Nakamasa Inoue},
+        year          = 2026,
+        booktitle     = {International Conference on Machine Learning (ICML)},
+        eprint        = {2602.09533},
+        archivePrefix = {arXiv},
+    }""")
+
+
+def left_align(token_logps: torch.Tensor, scored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each row's scored tokens, contiguous in the row, to column 0.
+
+    Args:
+        token_logps: ``(N, L)`` per-token log-probs.
+        scored: ``(N, L)`` boolean, True on the completion tokens that have a log-prob.
+
+    Returns:
+        ``(N, T)`` log-probs, column 0 the first scored token, zero past the end, and their ``(N, T)`` mask, with
+        ``T`` the longest row's count of scored tokens.
+    """
+    lengths = scored.sum(dim=1)
+    columns = torch.arange(int(lengths.max()), device=scored.device)
+    start = scored.int().argmax(dim=1, keepdim=True)
+    aligned = token_logps.gather(1, (start + columns).clamp(max=token_logps.shape[1] - 1))
+    mask = columns < lengths.unsqueeze(1)
+    return aligned.masked_fill(~mask, 0.0), mask
+
+
+def fit_width(values: torch.Tensor, width: int, side: str) -> torch.Tensor:
+    """Right-pad ``(B, T')`` reference log-probs with zeros to the policy's width ``T >= T'``."""
+    if values.shape[1] > width:
+        raise ValueError(
+            f"The reference log-probs of the {side} completions have {values.shape[1]} tokens but the policy scores "
+            f"at most {width}: the precomputed `ref_{side}_logps` do not match this dataset and `max_length`. Drop "
+            "those columns and let the trainer compute them again."
+        )
+    return torch.nn.functional.pad(values, (0, width - values.shape[1]))
+
+
+@dataclass
+class ReferenceCollator:
+    """Wraps a preference collator: precomputed per-token reference log-probs (lists of floats per row) are taken out
+    of the examples, the rest is collated by `collator`, and the lists come back as ``(B, T)`` tensors padded with 0.
+    """
+
+    collator: Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        output = self.collator([{k: v for k, v in row.items() if k not in REF_COLUMNS} for row in examples])
+        if REF_COLUMNS[0] in examples[0]:
+            for column in REF_COLUMNS:
+                output[column] = pad([torch.tensor(row[column], dtype=torch.float32) for row in examples])
+        return output
+
+
+def gather_rows(accelerator, values: torch.Tensor, mask: torch.Tensor) -> list[list[float]]:
+    """Each row's masked values as a list, gathered from all processes in dataset order."""
+    values = accelerator.pad_across_processes(values.float(), dim=1)
+    mask = accelerator.pad_across_processes(mask, dim=1)
+    values, mask = accelerator.gather_for_metrics((values, mask))
+    return [row[keep].tolist() for row, keep in zip(values.cpu(), mask.cpu())]
+
+
+def report_shares(accelerator, name: str, rows: int, computed_here: int) -> None:
+    """Print (once) how the processes shared the reference pass over a dataset's rows."""
+    shares = accelerator.gather(torch.tensor([computed_here], device=accelerator.device)).tolist()
+    accelerator.print(
+        f"Per-token reference log-probs of the {name} dataset: {rows} rows, computed by {len(shares)} process(es) "
+        f"in shares of {shares} (the last batch padded to an even split)"
+    )
+
+
+class ADPOTrainerMixin:
+    """The line-independent part of `ADPOTrainer`; mixed in before TRL's `DPOTrainer`."""
+
+    _tag_names = ["trl", "dpo", "adpo"]
+    _name = "ADPO"
+    _paper = {"title": "Autoregressive Direct Preference Optimization", "id": "2602.09533", "citation": ADPO_CITATION}
+
+    last_adpo_output: ADPOLossOutput | None = None
+    """The ADPO output of the last batch, detached: per-pair losses, segment rewards, feedback lengths."""
+
+    @staticmethod
+    def _adpo_args(model, args: ADPOConfig | None) -> ADPOConfig:
+        """`args`, or a default `ADPOConfig` named after the model; refuses a plain `DPOConfig`."""
+        if args is None:
+            model_id = model if isinstance(model, str) else get_config_model_id(model.config)
+            return ADPOConfig(f"{model_id.split('/')[-1]}-ADPO")
+        if not isinstance(args, ADPOConfig):
+            raise TypeError(
+                f"ADPOTrainer needs an ADPOConfig as `args`, got {type(args).__name__}. Replace DPOConfig(...) with "
+                "trl_adpo.ADPOConfig(...): it takes the same options plus the ADPO granularity."
+            )
+        return args
+
+    def _refuse_unsupported_models(self, is_encoder_decoder: bool, is_vision: bool) -> None:
+        if is_encoder_decoder or is_vision:
+            raise ValueError(
+                "ADPOTrainer supports decoder-only language models; this model is "
+                f"{'encoder-decoder' if is_encoder_decoder else 'a vision-language model'}. Use TRL's DPOTrainer."
+            )
+        if self.aux_loss_enabled:
+            raise ValueError(
+                "ADPOTrainer does not add the router auxiliary loss of mixture-of-experts models: set "
+                "`output_router_logits=False` in the model config."
+            )
+
+    def _adpo(
+        self,
+        policy: tuple[torch.Tensor, torch.Tensor],
+        reference: tuple[torch.Tensor, torch.Tensor],
+        masks: tuple[torch.Tensor, torch.Tensor],
+    ) -> ADPOLossOutput:
+        """The ADPO loss of a batch from aligned per-token log-probs: (chosen, rejected) ``(B, T)`` each."""
+        (chosen, rejected), (ref_chosen, ref_rejected) = policy, reference
+        chosen = chosen - fit_width(ref_chosen.to(chosen.device), chosen.shape[1], "chosen")
+        rejected = rejected - fit_width(ref_rejected.to(rejected.device), rejected.shape[1], "rejected")
+        args = self.args
+        output = adpo_loss(
+            chosen,
+            rejected,
+            *masks,
+            beta=args.beta,
+            granularity=args.granularity,
+            window_size=args.window_size,
+            num_segments=args.num_segments,
+            label_smoothing=args.label_smoothing,
+            reduction=args.segment_reduction,
+        )
+        self.last_adpo_output = ADPOLossOutput(
+            *(t.detach() for t in (output.losses, output.chosen_rewards, output.rejected_rewards)),
+            output.segment_mask,
+            output.feedback_length,
+        )
+        return output
+
+    def _segment_metrics(self) -> dict[str, float]:
+        """Feedback length, segment accuracy and margin of the last batch, gathered over all processes."""
+        output = self.last_adpo_output
+        segments, wins, margins = self.accelerator.gather_for_metrics(
+            (output.feedback_length, output.segment_wins, output.segment_margin_sum)
+        )
+        return {
+            "adpo/feedback_length": segments.float().mean().item(),
+            "adpo/segment_accuracy": (wins.sum() / segments.sum()).item(),
+            "adpo/segment_margin": (margins.sum() / segments.sum()).item(),
+        }
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        """TRL's model card, naming ADPO and its paper, plus a section with the ADPO settings and the DPO citation."""
+        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        if not self.is_world_process_zero():
+            return
+        args = self.args
+        method = "cADPO (conservative ADPO)" if args.label_smoothing > 0 else "ADPO"
+        section = [
+            "",
+            "## ADPO settings",
+            "",
+            f"Trained with {method}, Autoregressive Direct Preference Optimization "
+            "([arXiv 2602.09533](https://arxiv.org/abs/2602.09533)), with the trl_adpo `ADPOTrainer`. ADPO extends "
+            "DPO ([arXiv 2305.18290](https://arxiv.org/abs/2305.18290)) by moving its sum over tokens outside the "
+            "log-sigmoid, one log-sigmoid per segment of the completion.",
+            "",
+            "| setting | value |",
+            "| --- | --- |",
+            f"| granularity | {args.granularity_description} |",
+            f"| segment reduction | {args.segment_reduction} |",
+            f"| beta | {args.beta} |",
+            f"| label smoothing | {args.label_smoothing} |",
+            f"| dataset | {dataset_name or 'not recorded'} |",
+            "",
+            "Cite DPO as:",
+            "",
+            "```bibtex",
+            DPOTrainer._paper["citation"],
+            "```",
+            "",
+        ]
+        card = Path(args.output_dir) / "README.md"
+        card.write_text(card.read_text() + "\n".join(section))

@@ -1,0 +1,133 @@
+"""`ADPOTrainer` on TRL 1.x, whose `DPOTrainer` computes forward passes, loss and metrics in one `_compute_loss`.
+
+TRL 1.x has no hook between its forward passes and its loss, so this glue keeps TRL's `_compute_loss` whole, for its
+forwards and its metrics, and records with forward hooks the per-token log-probs those forwards return (TRL's fused
+LM head puts them on `outputs.log_probs`); the loss it returns is replaced by the ADPO loss of the same log-probs.
+Precomputed reference log-probs are stored per token (TRL stores sums) and summed again for TRL's own metrics.
+Checked against TRL 1.16.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from accelerate.utils import tqdm
+from datasets import Dataset
+from torch import nn
+from torch.utils.data import DataLoader
+from trl import DPOTrainer
+
+from .config import ADPOConfig
+from .data import check_preference_dataset, check_tokenized_dataset
+from .trainer_common import REF_COLUMNS, ADPOTrainerMixin, ReferenceCollator, gather_rows, left_align, report_shares
+
+ROW_COLUMN = "adpo_row"  # the row numbers of a raw dataset, to name rows that TRL's tokenization drops
+
+
+@contextmanager
+def recorded_log_probs(*modules: nn.Module) -> Iterator[dict[nn.Module, list[torch.Tensor | None]]]:
+    """Record the `log_probs` output of every forward call of `modules`, in call order, while the context is open."""
+    records: dict[nn.Module, list[torch.Tensor | None]] = {module: [] for module in modules}
+    handles = [
+        module.register_forward_hook(lambda m, args, output: records[m].append(getattr(output, "log_probs", None)))
+        for module in modules
+    ]
+    try:
+        yield records
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
+    """Drop-in replacement for `trl.DPOTrainer` that trains with the ADPO (or cADPO) loss.
+
+    Takes the same arguments as `DPOTrainer`, with an `ADPOConfig` as `args`. The reference is whatever the user set
+    up: an explicit `ref_model`, the PEFT base model with adapters disabled, or reference log-probs precomputed per
+    token (`precompute_ref_log_probs=True`). Logs TRL's DPO metrics, whose rewards stay `beta * summed log-ratio`,
+    plus `adpo/feedback_length`, `adpo/segment_accuracy` and `adpo/segment_margin`.
+    """
+
+    def __init__(self, model, ref_model=None, args: ADPOConfig | None = None, data_collator=None, **kwargs):
+        super().__init__(model, ref_model, self._adpo_args(model, args), data_collator, **kwargs)
+        self._refuse_unsupported_models(getattr(self.model.config, "is_encoder_decoder", False), self._is_vision_dataset)
+        self.data_collator = ReferenceCollator(self.data_collator)
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        """TRL's preparation, between the checks of the raw rows and of the tokenized ones.
+
+        TRL drops the rows whose prompt alone fills `max_length`; ADPO refuses them instead, by their row number.
+        """
+        if not isinstance(dataset, Dataset) or "prompt_ids" in dataset.column_names:
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        check_preference_dataset(dataset, dataset_name)
+        rows = len(dataset)
+        dataset = super()._prepare_dataset(
+            dataset.add_column(ROW_COLUMN, list(range(rows))), processing_class, args, dataset_name
+        )
+        if len(dataset) < rows:
+            dropped = sorted(set(range(rows)) - set(dataset[ROW_COLUMN]))
+            raise ValueError(
+                f"Row {dropped[0]} of the {dataset_name} dataset has no `chosen` token left to score after truncation "
+                f"to max_length={args.max_length} (truncation_mode={args.truncation_mode!r}): its prompt alone fills "
+                f"max_length; {len(dropped)} row(s) in all. Raise `max_length` or drop those rows."
+            )
+        dataset = dataset.remove_columns(ROW_COLUMN)
+        check_tokenized_dataset(dataset, dataset_name, args.max_length, args.truncation_mode, suffix="_ids")
+        return dataset
+
+    def _reference_token_logps(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Aligned per-token reference log-probs ``(2B, T)`` of a batch (chosen rows first) and their mask."""
+        with recorded_log_probs(model) as records:
+            super().compute_ref_log_probs(model, batch)
+        scored = batch["completion_mask"][:, 1:].bool()
+        return left_align(records[model][0][:, -scored.shape[1] :], scored)
+
+    def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
+        """`dataset` plus `ref_chosen_logps` and `ref_rejected_logps`: each row's per-token reference log-probs."""
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+            shuffle=False,
+        )
+        model = self.ref_model or self.model
+        rows: dict[str, list[list[float]]] = {column: [] for column in REF_COLUMNS}
+        computed_here = 0
+        for batch in tqdm(self.accelerator.prepare(loader), desc=f"Per-token reference log-probs of the {name} dataset"):
+            logps, mask = self._reference_token_logps(model, batch)
+            computed_here += len(logps) // 2
+            for column, values, keep in zip(REF_COLUMNS, logps.chunk(2), mask.chunk(2)):
+                rows[column] += gather_rows(self.accelerator, values, keep)
+        report_shares(self.accelerator, name, len(rows[REF_COLUMNS[0]]), computed_here)
+        for column in REF_COLUMNS:
+            dataset = dataset.add_column(column, rows[column])
+        return dataset
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        """TRL's forward passes and metrics, with the ADPO loss of the per-token log-probs they computed."""
+        precomputed = REF_COLUMNS[0] in inputs
+        if precomputed:  # TRL's metrics read summed reference log-probs
+            reference_logps = (inputs[REF_COLUMNS[0]], inputs[REF_COLUMNS[1]])
+            inputs = {**inputs, **{column: inputs[column].sum(dim=1) for column in REF_COLUMNS}}
+        policy = self.accelerator.unwrap_model(model)
+        reference = None if precomputed else (self.ref_model if self.ref_model is not None else policy)
+        with recorded_log_probs(*{policy, reference} - {None}) as records:
+            result = super()._compute_loss(model, inputs, return_outputs)
+
+        scored = inputs["completion_mask"][:, 1:].bool()
+        logps, mask = left_align(records[policy][0][:, -scored.shape[1] :], scored)
+        if not precomputed:  # the policy's own second forward when the reference is its adapter-free base
+            reference_calls = records[reference][1 if reference is policy else 0]
+            reference_logps = left_align(reference_calls[:, -scored.shape[1] :], scored)[0].chunk(2)
+        output = self._adpo(logps.chunk(2), reference_logps, mask.chunk(2))
+        mode = "train" if self.model.training else "eval"
+        for key, value in self._segment_metrics().items():
+            self._metrics[mode][key].append(value)
+        loss = output.losses.mean()
+        return (loss, result[1]) if return_outputs else loss
