@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from accelerate.utils import tqdm
+from datasets import Dataset
+from torch.utils.data import DataLoader
 from trl import DPOTrainer
 from trl.trainer.utils import get_config_model_id, pad
 
@@ -81,15 +84,6 @@ def gather_rows(accelerator, values: torch.Tensor, mask: torch.Tensor) -> list[l
     mask = accelerator.pad_across_processes(mask, dim=1)
     values, mask = accelerator.gather_for_metrics((values, mask))
     return [row[keep].tolist() for row, keep in zip(values.cpu(), mask.cpu())]
-
-
-def report_shares(accelerator, name: str, rows: int, computed_here: int) -> None:
-    """Print (once) how the processes shared the reference pass over a dataset's rows."""
-    shares = accelerator.gather(torch.tensor([computed_here], device=accelerator.device)).tolist()
-    accelerator.print(
-        f"Per-token reference log-probs of the {name} dataset: {rows} rows, computed by {len(shares)} process(es) "
-        f"in shares of {shares} (the last batch padded to an even split)"
-    )
 
 
 class ADPOTrainerMixin:
@@ -167,6 +161,42 @@ class ADPOTrainerMixin:
             "adpo/segment_accuracy": (wins.sum() / segments.sum()).item(),
             "adpo/segment_margin": (margins.sum() / segments.sum()).item(),
         }
+
+    def _add_reference_columns(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        name: str,
+        reference: Callable[[dict[str, Any]], tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]],
+    ) -> Dataset:
+        """`dataset` plus `ref_chosen_logps` and `ref_rejected_logps`, each row's per-token reference log-probs.
+
+        `reference(batch)` gives the aligned per-token log-probs ``(B, T)`` of the chosen and rejected completions
+        and their masks. The processes share the batches; every process ends up with all the rows.
+        """
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+            shuffle=False,
+        )
+        rows: dict[str, list[list[float]]] = {column: [] for column in REF_COLUMNS}
+        computed_here = 0
+        for batch in tqdm(self.accelerator.prepare(loader), desc=f"Per-token reference log-probs of the {name} dataset"):
+            logps, masks = reference(batch)
+            computed_here += len(logps[0])
+            for column, values, mask in zip(REF_COLUMNS, logps, masks):
+                rows[column] += gather_rows(self.accelerator, values, mask)
+        shares = self.accelerator.gather(torch.tensor([computed_here], device=self.accelerator.device)).tolist()
+        self.accelerator.print(
+            f"Per-token reference log-probs of the {name} dataset: {len(rows[REF_COLUMNS[0]])} rows, computed by "
+            f"{len(shares)} process(es) in shares of {shares} (the last batch padded to an even split)"
+        )
+        for column in REF_COLUMNS:
+            dataset = dataset.add_column(column, rows[column])
+        return dataset
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):
         """TRL's model card, naming ADPO and its paper, plus a section with the ADPO settings and the DPO citation."""

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import tqdm
 from datasets import Dataset, load_from_disk
 from torch import nn
 from torch.utils.data import DataLoader
@@ -23,7 +22,7 @@ from trl.trainer.utils import flush_left, flush_right, selective_log_softmax
 
 from .config import ADPOConfig
 from .data import check_preference_dataset, check_tokenized_dataset
-from .trainer_common import REF_COLUMNS, ADPOTrainerMixin, ReferenceCollator, gather_rows, left_align, report_shares
+from .trainer_common import REF_COLUMNS, ADPOTrainerMixin, ReferenceCollator, left_align
 
 REFERENCE_DIR = "adpo_reference_logps"  # in a checkpoint: the precomputed per-token reference log-probs
 
@@ -123,28 +122,16 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         return output["chosen_token_logps"], output["rejected_token_logps"]
 
     def _with_reference_columns(self, dataset: Dataset, batch_size: int, name: str) -> Dataset:
-        """`dataset` with `ref_chosen_logps` and `ref_rejected_logps`: each row's per-token reference log-probs."""
+        """`dataset` with each row's per-token reference log-probs, unless it has them already."""
         if REF_COLUMNS[0] in dataset.column_names:
             return dataset
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            collate_fn=self.data_collator,
-            num_workers=self.args.dataloader_num_workers,
-            pin_memory=self.args.dataloader_pin_memory,
-            shuffle=False,
-        )
-        rows: dict[str, list[list[float]]] = {column: [] for column in REF_COLUMNS}
-        computed_here = 0
-        for batch in tqdm(self.accelerator.prepare(loader), desc=f"Per-token reference log-probs of the {name} dataset"):
+
+        def reference(batch):
             output = self._reference_forward(batch)
-            computed_here += len(batch["prompt_input_ids"])
-            for column, side in zip(REF_COLUMNS, ("chosen", "rejected")):
-                rows[column] += gather_rows(self.accelerator, output[f"{side}_token_logps"], output[f"{side}_mask"])
-        report_shares(self.accelerator, name, len(rows[REF_COLUMNS[0]]), computed_here)
-        for column in REF_COLUMNS:
-            dataset = dataset.add_column(column, rows[column])
-        return dataset
+            logps = (output["chosen_token_logps"], output["rejected_token_logps"])
+            return logps, (output["chosen_mask"], output["rejected_mask"])
+
+        return self._add_reference_columns(dataset, batch_size, name, reference)
 
     def _precompute_eval_datasets(self) -> None:
         """Add per-token reference log-probs to every eval dataset given at construction."""

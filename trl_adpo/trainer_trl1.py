@@ -14,15 +14,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from accelerate.utils import tqdm
 from datasets import Dataset
 from torch import nn
-from torch.utils.data import DataLoader
 from trl import DPOTrainer
 
 from .config import ADPOConfig
 from .data import check_preference_dataset, check_tokenized_dataset
-from .trainer_common import REF_COLUMNS, ADPOTrainerMixin, ReferenceCollator, gather_rows, left_align, report_shares
+from .trainer_common import REF_COLUMNS, ADPOTrainerMixin, ReferenceCollator, left_align
 
 ROW_COLUMN = "adpo_row"  # the row numbers of a raw dataset, to name rows that TRL's tokenization drops
 
@@ -87,27 +85,14 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         return left_align(records[model][0][:, -scored.shape[1] :], scored)
 
     def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
-        """`dataset` plus `ref_chosen_logps` and `ref_rejected_logps`: each row's per-token reference log-probs."""
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            collate_fn=self.data_collator,
-            num_workers=self.args.dataloader_num_workers,
-            pin_memory=self.args.dataloader_pin_memory,
-            shuffle=False,
-        )
+        """`dataset` plus each row's per-token reference log-probs (TRL stores their sums)."""
         model = self.ref_model or self.model
-        rows: dict[str, list[list[float]]] = {column: [] for column in REF_COLUMNS}
-        computed_here = 0
-        for batch in tqdm(self.accelerator.prepare(loader), desc=f"Per-token reference log-probs of the {name} dataset"):
+
+        def reference(batch):
             logps, mask = self._reference_token_logps(model, batch)
-            computed_here += len(logps) // 2
-            for column, values, keep in zip(REF_COLUMNS, logps.chunk(2), mask.chunk(2)):
-                rows[column] += gather_rows(self.accelerator, values, keep)
-        report_shares(self.accelerator, name, len(rows[REF_COLUMNS[0]]), computed_here)
-        for column in REF_COLUMNS:
-            dataset = dataset.add_column(column, rows[column])
-        return dataset
+            return logps.chunk(2), mask.chunk(2)
+
+        return self._add_reference_columns(dataset, batch_size, name, reference)
 
     def _compute_loss(self, model, inputs, return_outputs):
         """TRL's forward passes and metrics, with the ADPO loss of the per-token log-probs they computed."""
