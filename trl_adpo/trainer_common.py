@@ -117,8 +117,8 @@ class ADPOTrainerMixin:
             )
         if self.aux_loss_enabled:
             raise ValueError(
-                "ADPOTrainer does not add the router auxiliary loss of mixture-of-experts models: set "
-                "`output_router_logits=False` in the model config."
+                "ADPOTrainer does not add the router auxiliary loss of mixture-of-experts models: turn it off, with "
+                "`output_router_logits=False` in the model config (TRL 0.28) or `router_aux_loss_coef=0` (TRL 1.x)."
             )
 
     def _adpo(
