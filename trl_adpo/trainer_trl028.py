@@ -66,7 +66,8 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         Returns TRL's outputs (`chosen_logps`, `rejected_logps`: ``(B,)`` summed log-probs; `mean_chosen_logits`,
         `mean_rejected_logits`) and the per-token log-probs behind them: `chosen_token_logps` and
         `rejected_token_logps` ``(B, T)``, column 0 the first scored completion token, with their boolean masks
-        `chosen_mask` and `rejected_mask` ``(B, T)``.
+        `chosen_mask` and `rejected_mask` ``(B, T)``. `is_ref_model` is TRL's argument, unused here (it only serves
+        length desensitization, which ADPOConfig refuses).
         """
         num_pairs = batch["prompt_input_ids"].shape[0]
         inputs = self.concatenated_inputs(batch, padding_value=self.pad_token_id)
