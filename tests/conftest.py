@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import random
+import sys
+from pathlib import Path
 
 import pytest
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from trl_adpo.arithmetic import save_quickstart
 from trl_adpo.synthetic import save_tiny_model
 from trl_adpo.trainer import TRL_VERSION
 
 WORDS = [f"w{i}" for i in range(40)]
+TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_adpo.py"
 ON_TRL028 = TRL_VERSION.major == 0
 """The TRL line under test: 0.28.x (`concatenated_forward`/`dpo_loss`) or 1.x (`_compute_loss`)."""
 
@@ -80,3 +85,19 @@ def quiet_progress_bars():
 
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
+
+
+@pytest.fixture(scope="session")
+def script():
+    """scripts/train_adpo.py as a module, to call its `parse_args` and `main` in the test process."""
+    spec = importlib.util.spec_from_file_location("train_adpo", TRAIN_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_adpo"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def quickstart(tmp_path_factory) -> Path:
+    """The offline quickstart's tiny model and arithmetic preference data, built once."""
+    return save_quickstart(tmp_path_factory.mktemp("quickstart"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -14,17 +13,11 @@ import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 from conftest import ON_TRL028
 
-from trl_adpo.arithmetic import save_quickstart
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train_adpo.py"
 COMPARED = ["loss", "grad_norm", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "logps/chosen",
             "adpo/feedback_length", "adpo/segment_accuracy", "adpo/segment_margin"]
-
-
-@pytest.fixture(scope="module")
-def quickstart(tmp_path_factory) -> Path:
-    return save_quickstart(tmp_path_factory.mktemp("quickstart"))
 
 
 def run_args(quickstart: Path, output_dir: Path, batch_size: int, *extra: str) -> list[str]:
@@ -68,15 +61,6 @@ def test_two_processes_give_the_loss_curve_of_one_with_the_same_global_batch(qui
         # 103 batches of 5 rows, 52 per process: the processes share the rows instead of each computing all 512;
         # accelerate pads the last batch to an even split, and the gather drops the 8 repeated rows again
         assert "512 rows, computed by 2 process(es) in shares of [260, 260]" in double.stdout
-
-
-@pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("train_adpo", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_adpo"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("precompute", [False, True], ids=["live-reference", "precomputed-reference"])

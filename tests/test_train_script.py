@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,26 +14,12 @@ import yaml
 from peft import AutoPeftModelForCausalLM
 from transformers import AutoModelForCausalLM
 
-from trl_adpo.arithmetic import preference_rows, save_quickstart, write_jsonl
+from trl_adpo.arithmetic import preference_rows, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train_adpo.py"
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 RECIPES = [c for c in CONFIGS if not c.name.startswith("quickstart") and not c.name.endswith("_8b.yaml")]
-
-
-@pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("train_adpo", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_adpo"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def quickstart(tmp_path_factory) -> Path:
-    return save_quickstart(tmp_path_factory.mktemp("quickstart"))
 
 
 def tiny_run(quickstart: Path, output_dir: Path, *extra: str) -> list[str]:

@@ -1,5 +1,6 @@
 """What `ADPOTrainer` does the same way on every TRL line: the loss call, its metrics, per-token alignment, the
-reference-column collator, dataset checks and the model card. The line-specific glue subclasses `ADPOTrainerMixin`.
+per-token reference columns and their collator, and the model card. The line-specific glue subclasses
+`ADPOTrainerMixin`.
 """
 
 from __future__ import annotations
