@@ -9,51 +9,75 @@ def log_sigmoid(x: float) -> float:
     return -math.log1p(math.exp(-x)) if x >= 0 else x - math.log1p(math.exp(x))
 
 
-def segment_of(t: int, length: int, granularity: str, k: int, m: int) -> int:
+def adaptive_segments(length: int, m: int) -> list[int]:
+    """The segment of each token: P = min(m, T) segments with boundaries b_j = floor(j * T / P), j = 0..P."""
+    parts = min(m, length)
+    boundaries = [math.floor(j * length / parts) for j in range(parts + 1)]
+    segments = []
+    for j in range(parts):
+        segments += [j] * (boundaries[j + 1] - boundaries[j])
+    return segments
+
+
+def segments_of(length: int, granularity: str, k: int, m: int) -> list[int]:
     if granularity == "static":
-        return t // k
-    return math.floor(t * min(m, length) / length)
+        return [t // k for t in range(length)]
+    return adaptive_segments(length, m)
 
 
-def segment_count(length: int, granularity: str, k: int, m: int) -> int:
-    return math.ceil(length / k) if granularity == "static" else min(m, length)
-
-
-def segment_rewards(values: list[float], beta: float, granularity: str, k: int, m: int, count: int) -> list[float]:
+def segment_rewards(values: list[float], segments: list[int], beta: float, count: int) -> list[float]:
     rewards = [0.0] * count
-    for t, value in enumerate(values):
-        rewards[segment_of(t, len(values), granularity, k, m)] += beta * value
+    for value, segment in zip(values, segments):
+        rewards[segment] += beta * value
     return rewards
 
 
 def segment_margins(
-    chosen: list[float], rejected: list[float], *, beta: float, granularity: str, k: int = 1, m: int = 1
-) -> list[float]:
-    """R_w(j) - R_l(j) for each of the pair's max(S_w, S_l) segments."""
-    count = max(segment_count(len(chosen), granularity, k, m), segment_count(len(rejected), granularity, k, m))
-    chosen_rewards = segment_rewards(chosen, beta, granularity, k, m, count)
-    rejected_rewards = segment_rewards(rejected, beta, granularity, k, m, count)
-    return [r_w - r_l for r_w, r_l in zip(chosen_rewards, rejected_rewards)]
-
-
-def pair_loss(
     chosen: list[float],
     rejected: list[float],
     *,
     beta: float,
-    granularity: str,
+    granularity: str = "adaptive",
     k: int = 1,
-    m: int = 1,
-    eps: float = 0.0,
-    reduction: str = "sum",
+    m: int = 256,
+    chosen_segments: list[int] | None = None,
+    rejected_segments: list[int] | None = None,
+    chosen_weights: list[float] | None = None,
+    rejected_weights: list[float] | None = None,
+) -> list[float]:
+    """R_w(j) - R_l(j) for each of the pair's max(S_w, S_l) segments; explicit segments override the granularity."""
+    if chosen_segments is None:
+        chosen_segments = segments_of(len(chosen), granularity, k, m)
+    if rejected_segments is None:
+        rejected_segments = segments_of(len(rejected), granularity, k, m)
+    chosen = [a * s for a, s in zip(chosen_weights or [1.0] * len(chosen), chosen)]
+    rejected = [a * s for a, s in zip(rejected_weights or [1.0] * len(rejected), rejected)]
+    count = max(chosen_segments[-1], rejected_segments[-1]) + 1
+    chosen_rewards = segment_rewards(chosen, chosen_segments, beta, count)
+    rejected_rewards = segment_rewards(rejected, rejected_segments, beta, count)
+    return [r_w - r_l for r_w, r_l in zip(chosen_rewards, rejected_rewards)]
+
+
+def pair_loss(
+    chosen: list[float], rejected: list[float], *, eps: float = 0.0, reduction: str = "sum", **segmentation
 ) -> float:
     """ADPO loss of one pair from its unpadded per-token log-ratios, by the spec's formula."""
-    margins = segment_margins(chosen, rejected, beta=beta, granularity=granularity, k=k, m=m)
+    margins = segment_margins(chosen, rejected, **segmentation)
     loss = sum(-(1 - eps) * log_sigmoid(d) - eps * log_sigmoid(-d) for d in margins)
     return loss / len(margins) if reduction == "mean" else loss
 
 
-def dpo_pair_loss(chosen: list[float], rejected: list[float], *, beta: float, eps: float = 0.0) -> float:
-    """DPO (cDPO when eps > 0) loss of one pair: the whole sum inside one log-sigmoid."""
-    margin = beta * (sum(chosen) - sum(rejected))
+def dpo_pair_loss(
+    chosen: list[float],
+    rejected: list[float],
+    *,
+    beta: float,
+    eps: float = 0.0,
+    chosen_weights: list[float] | None = None,
+    rejected_weights: list[float] | None = None,
+) -> float:
+    """DPO loss of one pair: the whole (weighted) sum inside one log-sigmoid; with weights, cDPO (Lin et al.)."""
+    chosen_sum = sum(a * s for a, s in zip(chosen_weights or [1.0] * len(chosen), chosen))
+    rejected_sum = sum(a * s for a, s in zip(rejected_weights or [1.0] * len(rejected), rejected))
+    margin = beta * (chosen_sum - rejected_sum)
     return -(1 - eps) * log_sigmoid(margin) - eps * log_sigmoid(-margin)

@@ -90,7 +90,7 @@ GRANULARITY_CASES = [
     dict(granularity="static", window_size=1),
     dict(granularity="static", window_size=2),
     dict(granularity="adaptive", num_segments=2),
-    dict(granularity="adaptive", num_segments=16),
+    dict(granularity="adaptive", num_segments=5),  # uneven segments on completions of 2-15 tokens
 ]
 
 
@@ -133,6 +133,28 @@ def test_batched_loss_equals_loop_over_unpadded_pairs(
     wins_at_most = sum(d > -1e-6 for d in all_margins) / len(all_margins)
     assert wins_at_least - 1e-6 <= metrics["adpo/segment_accuracy"] <= wins_at_most + 1e-6
     assert metrics["adpo/segment_margin"] == pytest.approx(sum(all_margins) / len(all_margins), rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("granularity", [dict(granularity="adaptive", num_segments=3), dict(granularity="static", window_size=2)])
+def test_padding_batch_composition_and_order_never_change_a_pairs_loss(
+    tmp_path, load, tokenizer, reference_model_dir, make_dataset, granularity
+):
+    trainer = ADPOTrainer(
+        load(), ref_model=load(reference_model_dir), args=adpo_config(tmp_path, **granularity),
+        processing_class=tokenizer, train_dataset=make_dataset(9, seed=12, prompt=(1, 4), completion=(1, 4)),
+    )
+    long_rows = ADPOTrainer(
+        load(), ref_model=load(reference_model_dir), args=adpo_config(tmp_path, **granularity),
+        processing_class=tokenizer, train_dataset=make_dataset(3, seed=13, prompt=(10, 12), completion=(12, 14)),
+    ).train_dataset
+    rows = [trainer.train_dataset[i] for i in range(9)]
+    together = batch_losses(trainer, rows)
+    reversed_order = batch_losses(trainer, rows[::-1]).flip(0)
+    alone = torch.cat([batch_losses(trainer, [row]) for row in rows])
+    beside_long_rows = batch_losses(trainer, rows[:3] + [long_rows[i] for i in range(3)])[:3]  # much more padding
+    for other in (reversed_order, alone):
+        torch.testing.assert_close(other, together, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(beside_long_rows, together[:3], rtol=1e-5, atol=1e-6)
 
 
 # --- TRL's DPOTrainer as the oracle ---------------------------------------------------------------------------
@@ -217,7 +239,7 @@ def test_precomputed_reference_gives_the_losses_of_a_live_reference(tmp_path, lo
 def test_peft_reference_is_the_base_model_with_adapters_disabled(tmp_path, load, tokenizer, make_dataset):
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     trainer = ADPOTrainer(
-        load(), args=adpo_config(tmp_path, window_size=2, max_steps=3), processing_class=tokenizer,
+        load(), args=adpo_config(tmp_path, granularity="static", window_size=2, max_steps=3), processing_class=tokenizer,
         train_dataset=make_dataset(12, seed=6), peft_config=lora,
     )
     assert trainer.ref_model is None
@@ -266,7 +288,7 @@ def test_gradient_accumulation_logs_the_loss_of_the_large_batch(tmp_path, load, 
             load(),
             args=adpo_config(
                 tmp_path, max_steps=1, per_device_train_batch_size=batch_size,
-                gradient_accumulation_steps=accumulation, window_size=2,
+                gradient_accumulation_steps=accumulation, granularity="static", window_size=2,
             ),
             processing_class=tokenizer, train_dataset=dataset,
         )
@@ -298,13 +320,13 @@ def test_evaluation_save_and_reload(tmp_path, load, tokenizer, make_dataset):
 
 
 def test_model_card_names_adpo_its_granularity_and_the_papers(tmp_path, load, tokenizer, make_dataset):
-    args = adpo_config(tmp_path, window_size=2, label_smoothing=0.1, beta=0.25)
+    args = adpo_config(tmp_path, granularity="static", window_size=2, label_smoothing=0.1, beta=0.25)
     trainer = ADPOTrainer(load(), args=args, processing_class=tokenizer, train_dataset=make_dataset(4))
     trainer.create_model_card(model_name="tiny-adpo", dataset_name="toy/pairs")
     card = (tmp_path / "adpo" / "README.md").read_text()
     for expected in (
         "trained with ADPO, a method introduced in [Autoregressive Direct Preference Optimization]",
-        "2602.09533", "cADPO", "| granularity | static, k=2 |", "| beta | 0.25 |", "| label smoothing | 0.1 |",
+        "2602.09533", "conservative ADPO (label smoothing)", "| granularity | static, k=2 |", "| beta | 0.25 |", "| label smoothing | 0.1 |",
         "toy/pairs", "rafailov2023direct", "oi2026adpo", "- adpo",
     ):
         assert expected in card, expected
@@ -326,7 +348,9 @@ REJECTED = [
     (dict(reference_free=True), "reference_free=True is not supported"),
     (dict(f_divergence_type="js_divergence"), "f_divergence_type='js_divergence' is not supported"),
     (dict(granularity="segment"), "ADPOConfig: granularity must be one of"),
-    (dict(window_size=0), "ADPOConfig: window_size must be an integer >= 1"),
+    (dict(granularity="static", window_size=0), "ADPOConfig: window_size must be an integer >= 1"),
+    (dict(window_size=4), "ADPOConfig: window_size=4 applies to granularity='static' only, and granularity is 'adaptive'"),
+    (dict(granularity="static", num_segments=16), "ADPOConfig: num_segments=16 applies to granularity='adaptive' only"),
     (dict(granularity="adaptive", num_segments=-2), "ADPOConfig: num_segments must be an integer >= 1"),
     (dict(segment_reduction="max"), "ADPOConfig: segment_reduction must be one of"),
     (dict(label_smoothing=0.5), r"ADPOConfig: label_smoothing must be in \[0, 0.5\)"),
@@ -342,6 +366,12 @@ REJECTED = [
 def test_unsupported_and_invalid_options_are_rejected(tmp_path, option, message):
     with pytest.raises(ValueError, match=message):
         ADPOConfig(output_dir=str(tmp_path), report_to="none", bf16=False, **option)
+
+
+def test_the_default_config_is_the_papers_headline_adpo(tmp_path):
+    args = ADPOConfig(output_dir=str(tmp_path), report_to="none", bf16=False)
+    assert (args.granularity, args.num_segments, args.segment_reduction, args.label_smoothing) == ("adaptive", 256, "sum", 0)
+    assert args.granularity_description == "adaptive, m=256"
 
 
 def test_a_dpo_config_is_rejected_with_the_fix(tmp_path, load, tokenizer, make_dataset):

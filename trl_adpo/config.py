@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig
 
-from .objective import GRANULARITIES, REDUCTIONS, check_granularity
+from .objective import REDUCTIONS
+from .segmentation import DEFAULT_NUM_SEGMENTS, DEFAULT_WINDOW_SIZE, FAMILIES, check_granularity
 
 # DPOConfig options that change the loss or the forward pass in ways ADPO does not define: the values that leave them
 # off (None is DPOConfig's "not set"), and why.
@@ -27,39 +28,44 @@ UNSUPPORTED_OPTIONS = {
 class ADPOConfig(DPOConfig):
     r"""Configuration for `ADPOTrainer`: every `DPOConfig` option, plus the granularity of the ADPO loss.
 
-    Static granularity cuts each completion into windows of `window_size` tokens; adaptive granularity into
-    `num_segments` segments of near-equal length. `window_size=1` is the token-level ADPO loss, and
-    `granularity="adaptive"` with `num_segments=1` is exactly DPO. cADPO (the conservative form) is DPO's
-    `label_smoothing` > 0. Options of DPO that ADPO cannot honour are rejected here (see `UNSUPPORTED_OPTIONS`).
+    The default is the paper's headline ADPO (its Table 2): adaptive granularity with `num_segments=256`, which cuts
+    each completion into at most 256 near-equal segments, the longer ones last (one segment per token for
+    completions of up to 256 tokens). Static granularity cuts windows of `window_size` tokens instead
+    (`granularity="static"`; `window_size=1` is the token-level loss); `num_segments=1` is exactly DPO. An option of
+    another granularity than the one chosen is refused rather than ignored. `label_smoothing` > 0 gives the
+    conservative (label-smoothed) loss, an extra that is not the paper's; the paper's cADPO is ADPO with the
+    critical-token weights of cDPO. Options of DPO that ADPO cannot honour are rejected here (see
+    `UNSUPPORTED_OPTIONS`).
     """
 
     granularity: str = field(
-        default="static",
+        default="adaptive",
         metadata={
-            "help": "How completions are cut into segments that share one log-sigmoid: 'static' (windows of "
-            "`window_size` tokens) or 'adaptive' (`num_segments` segments of near-equal length).",
-            "choices": list(GRANULARITIES),
+            "help": "How completions are cut into segments that share one log-sigmoid: 'adaptive' (`num_segments` "
+            "near-equal segments, the longer ones last; the default, with m=256 the paper's headline ADPO) or "
+            "'static' (windows of `window_size` tokens).",
+            "choices": list(FAMILIES),
         },
     )
     window_size: int = field(
-        default=1,
+        default=DEFAULT_WINDOW_SIZE,
         metadata={
-            "help": "Static granularity: tokens per segment (k >= 1). 1 is the token-level ADPO loss; a window at "
-            "least as long as the completions is DPO."
+            "help": "Static granularity only: tokens per segment (k >= 1). 1 is the token-level ADPO loss; a window "
+            "at least as long as the completions is DPO."
         },
     )
     num_segments: int = field(
-        default=1,
+        default=DEFAULT_NUM_SEGMENTS,
         metadata={
-            "help": "Adaptive granularity: segments per completion (m >= 1), capped at its length. 1 is DPO; the "
-            "paper also uses 16 and 256."
+            "help": "Adaptive granularity only: segments per completion (m >= 1), capped at its length. 256 (the "
+            "default) is the paper's headline ADPO, 1 is DPO; the paper's Table 3 also has 2, 16, 128 and 512."
         },
     )
     segment_reduction: str = field(
         default="sum",
         metadata={
             "help": "How a pair's segment losses are combined: 'sum' (the paper's loss) or 'mean' (divided by the "
-            "pair's number of segments).",
+            "pair's number of segments; an extra, not the paper's loss).",
             "choices": list(REDUCTIONS),
         },
     )
@@ -76,8 +82,8 @@ class ADPOConfig(DPOConfig):
             )
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError(
-                f"ADPOConfig: label_smoothing must be in [0, 0.5), got {self.label_smoothing!r}; 0 trains ADPO, "
-                "a value such as 0.1 trains cADPO."
+                f"ADPOConfig: label_smoothing must be in [0, 0.5), got {self.label_smoothing!r}; 0 trains the "
+                "paper's ADPO, a value such as 0.1 the conservative (label-smoothed) ADPO."
             )
         if self.truncation_mode not in ("keep_start", "keep_end"):
             raise ValueError(

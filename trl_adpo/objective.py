@@ -3,20 +3,22 @@
 DPO puts the sum over completion tokens inside one log-sigmoid. ADPO cuts each completion into segments and sums
 one log-sigmoid per segment instead::
 
-    R_w(j) = beta * sum_{t in segment j of y_w} s_w(t)           (R_l likewise; 0 for a segment a response lacks)
-    loss   = sum_j [ -(1 - eps) * logsigmoid(R_w(j) - R_l(j)) - eps * logsigmoid(R_l(j) - R_w(j)) ]
+    R_w(j) = beta * sum_{t in segment j of y_w} a_w(t) * s_w(t)     (R_l likewise; 0 for a segment a response lacks)
+    loss   = - sum_{j < S} log sigmoid(R_w(j) - R_l(j))              S = max(segments of y_w, segments of y_l)
 
-where ``s(t)`` is the policy/reference log-ratio of completion token ``t`` and ``eps`` the label smoothing (cADPO
-when > 0). The granularity decides the segments, for each response separately (``T`` its length):
-
-- ``"static"``, window size ``k``: token ``t`` is in segment ``t // k``; ``ceil(T / k)`` segments.
-- ``"adaptive"``, ``m`` segments: token ``t`` is in segment ``floor(t * P / T)`` with ``P = min(m, T)``.
-
+where ``s(t)`` is the policy/reference log-ratio of completion token ``t`` and ``a(t)`` a per-token weight (1 for
+ADPO; the critical-token weights of cDPO, Lin et al. 2025, give the paper's cADPO). Segment ``j`` of ``y_w`` is
+paired with segment ``j`` of ``y_l``. The granularity decides the segments (`trl_adpo.segmentation`): static
+windows of ``k`` tokens, ``m`` adaptive segments (the longer ones last), or explicit per-token segment ids.
 Adaptive ``m = 1`` and static ``k >= T`` are DPO; static ``k = 1`` is the token-level ADPO loss.
 
-Choices the paper leaves open, made here: a pair has ``S = max(S_w, S_l)`` segments; ``reduction="mean"`` divides a
-pair's sum by ``S``; token positions are counted over the ``True`` entries of the mask, so the segments do not depend
-on where the padding is.
+Two extras that are not the paper's loss, both off by default: label smoothing ``eps`` (the conservative loss of
+Mitchell, per segment ``-(1 - eps) log sigmoid(R_w - R_l) - eps log sigmoid(R_l - R_w)``), and
+``reduction="mean"``, which divides a pair's sum over segments by its ``S``.
+
+Choices the paper leaves open, made here: a segment one response lacks has reward 0 (the paper pads the shorter
+response with EOS before cutting static windows, which gives the same ``S`` terms; here the padding contributes
+nothing, as TRL masks it); token positions count over the True entries of the mask.
 """
 
 from __future__ import annotations
@@ -27,10 +29,18 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-GRANULARITIES = ("static", "adaptive")
+from .segmentation import (
+    DEFAULT_NUM_SEGMENTS,
+    DEFAULT_WINDOW_SIZE,
+    FAMILIES,
+    check_granularity,
+    check_segment_ids,
+    family_segment_ids,
+    segment_counts,
+)
+
+GRANULARITIES = (*FAMILIES, "explicit")
 REDUCTIONS = ("sum", "mean")
-PADDING_SEGMENT = -1
-"""Segment index that `segment_ids` gives to padding positions."""
 
 
 @dataclass
@@ -63,62 +73,12 @@ class ADPOLossOutput:
         margins = (self.chosen_rewards - self.rejected_rewards).detach()
         return margins.masked_fill(~self.segment_mask, 0.0).sum(dim=1)
 
-
-def check_granularity(granularity: str, window_size: int, num_segments: int) -> None:
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}.")
-    if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 1:
-        raise ValueError(
-            f"window_size must be an integer >= 1 (the static window k), got {window_size!r}; "
-            "window_size=1 gives the token-level ADPO loss."
+    def detach(self) -> ADPOLossOutput:
+        """The same output without autograd history."""
+        return ADPOLossOutput(
+            self.losses.detach(), self.chosen_rewards.detach(), self.rejected_rewards.detach(), self.segment_mask,
+            self.feedback_length,
         )
-    if isinstance(num_segments, bool) or not isinstance(num_segments, int) or num_segments < 1:
-        raise ValueError(
-            f"num_segments must be an integer >= 1 (the adaptive number of segments m), got {num_segments!r}; "
-            "num_segments=1 gives the DPO loss."
-        )
-
-
-def _segment_ids(mask: torch.Tensor, granularity: str, window_size: int, num_segments: int) -> torch.Tensor:
-    """``(B, T)`` segment index of each token, computed on any position; callers mask the padding."""
-    positions = mask.long().cumsum(dim=1) - 1  # index among the valid tokens of the row
-    if granularity == "static":
-        return positions // window_size
-    lengths = mask.sum(dim=1, keepdim=True)
-    segments = lengths.clamp(max=num_segments)
-    return positions * segments // lengths.clamp(min=1)
-
-
-def _num_segments(lengths: torch.Tensor, granularity: str, window_size: int, num_segments: int) -> torch.Tensor:
-    """``(B,)`` number of segments of responses of the given lengths."""
-    if granularity == "static":
-        return (lengths + window_size - 1) // window_size
-    return lengths.clamp(max=num_segments)
-
-
-def segment_ids(
-    mask: torch.Tensor,
-    granularity: Literal["static", "adaptive"],
-    window_size: int = 1,
-    num_segments: int = 1,
-) -> torch.Tensor:
-    """Segment index of each completion token.
-
-    Args:
-        mask: ``(B, T)`` boolean completion mask, normally right-padded. Positions count over its True entries.
-        granularity: ``"static"`` (windows of ``window_size`` tokens) or ``"adaptive"`` (``num_segments`` segments).
-        window_size: the static window ``k >= 1``.
-        num_segments: the adaptive number of segments ``m >= 1``.
-
-    Returns:
-        ``(B, T)`` long tensor: the segment of each token, `PADDING_SEGMENT` (-1) where ``mask`` is False.
-    """
-    check_granularity(granularity, window_size, num_segments)
-    if mask.dim() != 2:
-        raise ValueError(f"mask must have shape (batch, length), got shape {tuple(mask.shape)}.")
-    mask = mask.bool()
-    ids = _segment_ids(mask, granularity, window_size, num_segments)
-    return ids.masked_fill(~mask, PADDING_SEGMENT)
 
 
 def _check_inputs(
@@ -134,7 +94,8 @@ def _check_inputs(
         raise ValueError(f"beta must be > 0, got {beta!r}.")
     if not 0.0 <= label_smoothing < 0.5:
         raise ValueError(
-            f"label_smoothing must be in [0, 0.5), got {label_smoothing!r}; 0 is ADPO, a value such as 0.1 is cADPO."
+            f"label_smoothing must be in [0, 0.5), got {label_smoothing!r}; 0 is the paper's loss, a value such as "
+            "0.1 the conservative (label-smoothed) one."
         )
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}.")
@@ -168,12 +129,55 @@ def _check_not_empty(name: str, lengths: torch.Tensor) -> None:
         )
 
 
-def _segment_rewards(
-    logratios: torch.Tensor, mask: torch.Tensor, width: int, granularity: str, window_size: int, num_segments: int
+def _check_weights(name: str, weights: torch.Tensor, logratios: torch.Tensor, mask: torch.Tensor) -> None:
+    if weights.shape != logratios.shape:
+        side = name.split("_")[0]
+        raise ValueError(
+            f"{name} has shape {tuple(weights.shape)} but {side}_logratios has shape {tuple(logratios.shape)}; "
+            "give one weight per token, in the same layout."
+        )
+    if not weights.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor, got dtype {weights.dtype}.")
+    bad = mask & ~((weights >= 0) & (weights <= 1))  # NaN fails both comparisons
+    if bad.any():
+        pair, position = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"{name}[{pair}] has the value {weights[pair, position].item()} at token {position}; per-token weights "
+            "must lie in [0, 1] (NaN is refused) on every token of the mask."
+        )
+
+
+def _segment_ids(
+    side: str,
+    mask: torch.Tensor,
+    given: torch.Tensor | None,
+    granularity: str,
+    window_size: int,
+    num_segments: int,
 ) -> torch.Tensor:
-    """``(B, width)`` sum of the masked log-ratios of each segment."""
-    ids = _segment_ids(mask, granularity, window_size, num_segments).clamp(min=0)
+    """``(B, T)`` segment ids of one side: the explicit ones, checked, or those of a static or adaptive cut."""
+    if granularity == "explicit":
+        if given is None:
+            raise ValueError(
+                f"granularity='explicit' needs {side}_segment_ids (and the other side's): per-token segment ids."
+            )
+        check_segment_ids(f"{side}_segment_ids", given, mask)
+        return given.long().masked_fill(~mask, 0)
+    if given is not None:
+        raise ValueError(
+            f"{side}_segment_ids is given but granularity is {granularity!r}: pass granularity='explicit' to cut "
+            "the completions by those ids."
+        )
+    return family_segment_ids(mask, granularity, window_size, num_segments).masked_fill(~mask, 0)
+
+
+def _segment_rewards(
+    logratios: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None, ids: torch.Tensor, width: int
+) -> torch.Tensor:
+    """``(B, width)`` sum of the (weighted) masked log-ratios of each segment."""
     values = logratios.masked_fill(~mask, 0.0)  # padding adds 0 to segment 0 and gets no gradient
+    if weights is not None:
+        values = values * weights.detach().to(values.dtype).masked_fill(~mask, 0.0)
     rewards = values.new_zeros(values.shape[0], width)
     return rewards.scatter_add(1, ids, values)
 
@@ -185,13 +189,17 @@ def adpo_loss(
     rejected_mask: torch.Tensor,
     *,
     beta: float,
-    granularity: Literal["static", "adaptive"],
-    window_size: int = 1,
-    num_segments: int = 1,
+    granularity: Literal["static", "adaptive", "explicit"] = "adaptive",
+    window_size: int = DEFAULT_WINDOW_SIZE,
+    num_segments: int = DEFAULT_NUM_SEGMENTS,
+    chosen_segment_ids: torch.Tensor | None = None,
+    rejected_segment_ids: torch.Tensor | None = None,
+    chosen_weights: torch.Tensor | None = None,
+    rejected_weights: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
     reduction: Literal["sum", "mean"] = "sum",
 ) -> ADPOLossOutput:
-    """ADPO (or, with ``label_smoothing > 0``, cADPO) loss of a batch of preference pairs.
+    """ADPO loss of a batch of preference pairs (cADPO with critical-token weights).
 
     Args:
         chosen_logratios: ``(B, Tw)`` per-token ``log pi_theta - log pi_ref`` of the chosen completions; column 0
@@ -200,40 +208,52 @@ def adpo_loss(
         chosen_mask: ``(B, Tw)`` boolean, True on completion tokens. Values under False never matter.
         rejected_mask: ``(B, Tl)`` boolean, likewise.
         beta: KL temperature, > 0.
-        granularity: ``"static"`` or ``"adaptive"``.
-        window_size: the static window ``k >= 1``.
-        num_segments: the adaptive number of segments ``m >= 1``.
-        label_smoothing: ``eps`` in [0, 0.5); > 0 gives cADPO.
-        reduction: ``"sum"`` over a pair's segments (the paper's loss) or ``"mean"`` (divided by its ``S``).
+        granularity: ``"adaptive"`` (the default), ``"static"``, or ``"explicit"`` (cut by the segment ids below).
+        window_size: the static window ``k >= 1``; only for ``"static"``.
+        num_segments: the adaptive number of segments ``m >= 1``, default 256 (the paper's headline ADPO); only for
+            ``"adaptive"``.
+        chosen_segment_ids: ``(B, Tw)`` integer segment of each chosen token, for ``"explicit"``: 0 on the first
+            token, rising by 0 or 1 from one token to the next.
+        rejected_segment_ids: ``(B, Tl)`` likewise for the rejected tokens.
+        chosen_weights: ``(B, Tw)`` float weight in [0, 1] of each chosen token's log-ratio (no gradient flows
+            through it); None means all ones.
+        rejected_weights: ``(B, Tl)`` likewise; cDPO's critical-token weights ``1 - p_ce(t)`` go here.
+        label_smoothing: ``eps`` in [0, 0.5); > 0 gives the conservative (label-smoothed) loss, not the paper's.
+        reduction: ``"sum"`` over a pair's segments (the paper's loss) or ``"mean"`` (divided by its ``S``; an
+            extra, not the paper's loss).
 
     Returns:
         `ADPOLossOutput` with the ``(B,)`` per-pair losses; average them over the batch as DPO does.
 
     Raises:
-        ValueError: on an invalid argument, mismatched shapes, or a pair whose chosen or rejected mask is empty.
+        ValueError: on an invalid argument, mismatched shapes, segment ids that are no contiguous cut, weights
+            outside [0, 1] or NaN, or a pair whose chosen or rejected mask is empty; the message names the argument
+            and the pair.
     """
-    check_granularity(granularity, window_size, num_segments)
+    check_granularity(granularity, window_size, num_segments, GRANULARITIES)
     _check_inputs(
         chosen_logratios, rejected_logratios, chosen_mask, rejected_mask, beta, label_smoothing, reduction
     )
     chosen_mask, rejected_mask = chosen_mask.bool(), rejected_mask.bool()
-    chosen_lengths, rejected_lengths = chosen_mask.sum(dim=1), rejected_mask.sum(dim=1)
-    _check_not_empty("chosen", chosen_lengths)
-    _check_not_empty("rejected", rejected_lengths)
+    _check_not_empty("chosen", chosen_mask.sum(dim=1))
+    _check_not_empty("rejected", rejected_mask.sum(dim=1))
+    for name, weights, logratios, mask in (
+        ("chosen_weights", chosen_weights, chosen_logratios, chosen_mask),
+        ("rejected_weights", rejected_weights, rejected_logratios, rejected_mask),
+    ):
+        if weights is not None:
+            _check_weights(name, weights, logratios, mask)
+    chosen_ids = _segment_ids("chosen", chosen_mask, chosen_segment_ids, granularity, window_size, num_segments)
+    rejected_ids = _segment_ids(
+        "rejected", rejected_mask, rejected_segment_ids, granularity, window_size, num_segments
+    )
 
+    feedback_length = torch.maximum(segment_counts(chosen_ids, chosen_mask), segment_counts(rejected_ids, rejected_mask))
+    width = int(feedback_length.max())  # S of the batch
     dtype = torch.promote_types(chosen_logratios.dtype, torch.float32)
-    longest = max(chosen_logratios.shape[1], rejected_logratios.shape[1])
-    width = int(_num_segments(torch.tensor(longest), granularity, window_size, num_segments))  # S of the batch
-
-    chosen_rewards = beta * _segment_rewards(
-        chosen_logratios.to(dtype), chosen_mask, width, granularity, window_size, num_segments
-    )
+    chosen_rewards = beta * _segment_rewards(chosen_logratios.to(dtype), chosen_mask, chosen_weights, chosen_ids, width)
     rejected_rewards = beta * _segment_rewards(
-        rejected_logratios.to(dtype), rejected_mask, width, granularity, window_size, num_segments
-    )
-    feedback_length = torch.maximum(
-        _num_segments(chosen_lengths, granularity, window_size, num_segments),
-        _num_segments(rejected_lengths, granularity, window_size, num_segments),
+        rejected_logratios.to(dtype), rejected_mask, rejected_weights, rejected_ids, width
     )
     segment_mask = torch.arange(width, device=feedback_length.device) < feedback_length.unsqueeze(1)
 

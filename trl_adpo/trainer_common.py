@@ -144,11 +144,7 @@ class ADPOTrainerMixin:
             label_smoothing=args.label_smoothing,
             reduction=args.segment_reduction,
         )
-        self.last_adpo_output = ADPOLossOutput(
-            *(t.detach() for t in (output.losses, output.chosen_rewards, output.rejected_rewards)),
-            output.segment_mask,
-            output.feedback_length,
-        )
+        self.last_adpo_output = output.detach()
         return output
 
     def _segment_metrics(self) -> dict[str, float]:
@@ -205,7 +201,7 @@ class ADPOTrainerMixin:
         if not self.is_world_process_zero():
             return
         args = self.args
-        method = "cADPO (conservative ADPO)" if args.label_smoothing > 0 else "ADPO"
+        method = "conservative ADPO (label smoothing)" if args.label_smoothing > 0 else "ADPO"
         section = [
             "",
             "## ADPO settings",

@@ -28,7 +28,7 @@ REFERENCE_DIR = "adpo_reference_logps"  # in a checkpoint: the precomputed per-t
 
 
 class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
-    """Drop-in replacement for `trl.DPOTrainer` that trains with the ADPO (or cADPO) loss.
+    """Drop-in replacement for `trl.DPOTrainer` that trains with the ADPO loss.
 
     Takes the same arguments as `DPOTrainer`, with an `ADPOConfig` as `args`. The reference is whatever the user set
     up: an explicit `ref_model`, the PEFT base model with adapters disabled, or reference log-probs precomputed

@@ -41,7 +41,7 @@ def recorded_log_probs(*modules: nn.Module) -> Iterator[dict[nn.Module, list[tor
 
 
 class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
-    """Drop-in replacement for `trl.DPOTrainer` that trains with the ADPO (or cADPO) loss.
+    """Drop-in replacement for `trl.DPOTrainer` that trains with the ADPO loss.
 
     Takes the same arguments as `DPOTrainer`, with an `ADPOConfig` as `args`. The reference is whatever the user set
     up: an explicit `ref_model`, the PEFT base model with adapters disabled, or reference log-probs precomputed per
