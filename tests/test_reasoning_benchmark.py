@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["DPO", "cDPO", "ADPO static k=1", "ADPO static k=2", "ADPO adaptive m=4", "ADPO adaptive m=16",
-           "cADPO adaptive m=16"]
+METHODS = ["DPO", "conservative DPO", "ADPO static k=1", "ADPO static k=2", "ADPO adaptive m=4", "ADPO adaptive m=16",
+           "conservative ADPO adaptive m=16"]
 
 
 def test_quick_run_writes_the_table_the_plot_and_the_raw_results(tmp_path):

@@ -41,12 +41,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 METHODS = {
     "DPO": ["--granularity", "adaptive", "--num_segments", "1"],
-    "cDPO": ["--granularity", "adaptive", "--num_segments", "1", "--label_smoothing", "0.1"],
+    "conservative DPO": ["--granularity", "adaptive", "--num_segments", "1", "--label_smoothing", "0.1"],
     "ADPO static k=1": ["--granularity", "static", "--window_size", "1"],
     "ADPO static k=2": ["--granularity", "static", "--window_size", "2"],
     "ADPO adaptive m=4": ["--granularity", "adaptive", "--num_segments", "4"],
     "ADPO adaptive m=16": ["--granularity", "adaptive", "--num_segments", "16"],
-    "cADPO adaptive m=16": ["--granularity", "adaptive", "--num_segments", "16", "--label_smoothing", "0.1"],
+    "conservative ADPO adaptive m=16": ["--granularity", "adaptive", "--num_segments", "16", "--label_smoothing", "0.1"],
 }
 PLOTTED = ("DPO", "ADPO static k=1", "ADPO adaptive m=16")
 
