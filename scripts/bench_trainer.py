@@ -62,7 +62,7 @@ class StepTimer(TrainerCallback):
 
 def build_workspace(directory: Path, rows: int) -> None:
     """Save the model, tokenizer and dataset every worker loads."""
-    from trl_adpo.synthetic import save_tiny_model
+    from trl_adpo.examples.tiny import save_tiny_model
 
     save_tiny_model(directory / "model", WORDS, hidden_size=256, num_layers=4, num_heads=8, max_positions=1024)
     rng = random.Random(0)

@@ -31,7 +31,7 @@ from accelerate import PartialState
 from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from trl_adpo import ADPOConfig, ADPOTrainer
-from trl_adpo.arithmetic import save_quickstart
+from trl_adpo.examples.arithmetic import save_quickstart
 
 FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 

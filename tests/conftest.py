@@ -11,8 +11,8 @@ import pytest
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trl_adpo.arithmetic import save_quickstart
-from trl_adpo.synthetic import save_tiny_model
+from trl_adpo.examples.arithmetic import save_quickstart
+from trl_adpo.examples.tiny import save_tiny_model
 from trl_adpo.trainer import TRL_VERSION
 
 WORDS = [f"w{i}" for i in range(40)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from trl_adpo.arithmetic import VARIABLES, Problem, preference_rows, sample_problem, wrong_solution
+from trl_adpo.examples.arithmetic import VARIABLES, Problem, preference_rows, sample_problem, wrong_solution
 
 
 def test_worked_solution_follows_the_prompt_and_the_verifier_checks_the_answer():

@@ -14,7 +14,7 @@ import yaml
 from peft import AutoPeftModelForCausalLM
 from transformers import AutoModelForCausalLM
 
-from trl_adpo.arithmetic import preference_rows, write_jsonl
+from trl_adpo.examples.arithmetic import preference_rows, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train_adpo.py"

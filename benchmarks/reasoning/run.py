@@ -3,7 +3,8 @@
     python benchmarks/reasoning/run.py             # the full run; writes benchmarks/reasoning/results/
     python benchmarks/reasoning/run.py --quick     # a seconds-long smoke run of every stage
 
-1. Task: chained arithmetic modulo 10 (`trl_adpo.arithmetic`), each problem with an exact verifier; disjoint sets of
+1. Task: chained arithmetic modulo 10 (`trl_adpo.examples.arithmetic`), each problem with an exact verifier; disjoint
+   sets of
    prompts for SFT, preference pairs, SFT early stopping (dev) and the final evaluation (held out).
 2. SFT: a small Llama, built in code, learns from correct worked solutions until its greedy accuracy on the dev
    prompts reaches `sft_target` (a meaningful but incomplete share, so preference training has room).
@@ -34,8 +35,8 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from trl_adpo.arithmetic import WORDS, Problem, sample_problem, write_jsonl
-from trl_adpo.synthetic import build_tiny_llama, build_word_tokenizer
+from trl_adpo.examples.arithmetic import WORDS, Problem, sample_problem, write_jsonl
+from trl_adpo.examples.tiny import build_tiny_llama, build_word_tokenizer
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
