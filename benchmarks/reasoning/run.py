@@ -4,8 +4,7 @@
     python benchmarks/reasoning/run.py --quick     # a seconds-long smoke run of every stage
 
 1. Task: chained arithmetic modulo 10 (`trl_adpo.examples.arithmetic`), each problem with an exact verifier; disjoint
-   sets of
-   prompts for SFT, preference pairs, SFT early stopping (dev) and the final evaluation (held out).
+   sets of prompts for SFT, preference pairs, SFT early stopping (dev) and the final evaluation (held out).
 2. SFT: a small Llama, built in code, learns from correct worked solutions until its greedy accuracy on the dev
    prompts reaches `sft_target` (a meaningful but incomplete share, so preference training has room).
 3. Pairs, on-policy as in math DPO: several samples per preference prompt from the SFT model, verified; a correct
