@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 
 def log_sigmoid(x: float) -> float:
@@ -81,3 +82,32 @@ def dpo_pair_loss(
     rejected_sum = sum(a * s for a, s in zip(rejected_weights or [1.0] * len(rejected), rejected))
     margin = beta * (chosen_sum - rejected_sum)
     return -(1 - eps) * log_sigmoid(margin) - eps * log_sigmoid(-margin)
+
+
+def split_steps(text: str, delimiter: str = "\n", pattern: str | None = None) -> list[str]:
+    """The steps of a text: split after each delimiter (kept with the step it ends), or before each pattern match."""
+    if pattern is None:
+        pieces = text.split(delimiter)
+        return [piece + delimiter for piece in pieces[:-1]] + [pieces[-1]]
+    cuts = sorted({0, len(text), *(match.start() for match in re.finditer(pattern, text))})
+    return [text[a:b] for a, b in zip(cuts, cuts[1:])]
+
+
+def step_segments(token_ids: list[int], tokenizer, delimiter: str = "\n", pattern: str | None = None) -> list[int]:
+    """The step of each token: the step in which the token's first character lies, found by decoding prefixes; a
+    token without text goes with the token before it; steps numbered 0, 1, ... in the order the tokens reach them."""
+
+    def decode(ids: list[int]) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    char_step = []
+    for j, step in enumerate(split_steps(decode(token_ids), delimiter, pattern)):
+        char_step += [j] * len(step)
+    steps = []
+    for i in range(len(token_ids)):
+        start, end = len(decode(token_ids[:i])), len(decode(token_ids[: i + 1]))
+        steps.append(char_step[start] if end > start else (steps[-1] if steps else None))
+    first = next((step for step in steps if step is not None), 0)
+    steps = [first if step is None else step for step in steps]
+    order = {step: n for n, step in enumerate(dict.fromkeys(steps))}
+    return [order[step] for step in steps]

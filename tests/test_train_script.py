@@ -52,14 +52,14 @@ def test_every_config_parses_into_the_options_it_names(script, config):
         owner = next(o for o in (script_args, training_args, model_args) if hasattr(o, key))
         parsed = getattr(owner, key)
         assert parsed == value or str(parsed) == str(value) or getattr(parsed, "value", None) == value, key
-    assert training_args.granularity in ("static", "adaptive")
+    assert training_args.granularity in ("static", "adaptive", "step")
 
 
 @pytest.mark.parametrize("config", RECIPES, ids=lambda c: c.name)
 def test_each_family_recipe_trains_a_tiny_model(script, quickstart, tmp_path, config):
     trainer = script.main(*script.parse_args(["--config", str(config), *tiny_run(quickstart, tmp_path)]))
     written = yaml.safe_load(config.read_text())
-    for key in ("granularity", "window_size", "num_segments", "label_smoothing", "beta"):
+    for key in ("granularity", "window_size", "num_segments", "step_delimiter", "label_smoothing", "beta"):
         if key in written:
             assert getattr(trainer.args, key) == written[key]
     assert trainer.state.global_step == 2
@@ -223,6 +223,7 @@ def test_bad_rows_fail_before_training(script, quickstart, tmp_path, rows, extra
 
 def test_help_documents_every_adpo_option(script):
     text = script.make_parser().format_help()
-    for option in ("--granularity {static,adaptive}", "--window_size", "--num_segments", "--segment_reduction",
-                   "--quickstart_dir", "--eval_dataset_name", "--load_in_4bit", "--use_peft"):
+    for option in ("--granularity {static,adaptive,step}", "--window_size", "--num_segments", "--segment_reduction",
+                   "--step_delimiter", "--step_pattern", "--quickstart_dir", "--eval_dataset_name", "--load_in_4bit",
+                   "--use_peft"):
         assert option in text, option

@@ -9,7 +9,7 @@ from dataclasses import fields
 import pytest
 import torch
 from conftest import ON_TRL028, token_ids
-from oracle import pair_loss, segment_margins
+from loop import batch_losses, oracle_losses
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 from trl import DPOConfig, DPOTrainer
@@ -41,49 +41,6 @@ def adpo_config(tmp_path, **overrides) -> ADPOConfig:
 def train_logs(trainer) -> list[dict]:
     trainer.train()
     return [entry for entry in trainer.state.log_history if "loss" in entry]
-
-
-# --- the loop oracle: one pair at a time, no padding ------------------------------------------------------------
-
-
-def truncate(prompt: list[int], completion: list[int], max_length: int | None, mode: str):
-    """The sequence DPOTrainer feeds the model for one row, and which of its tokens are completion tokens."""
-    sequence, is_completion = prompt + completion, [False] * len(prompt) + [True] * len(completion)
-    if max_length is not None and len(sequence) > max_length:
-        keep = slice(0, max_length) if mode == "keep_start" else slice(len(sequence) - max_length, len(sequence))
-        sequence, is_completion = sequence[keep], is_completion[keep]
-    return sequence, is_completion
-
-
-@torch.no_grad()
-def completion_logps(model, sequence: list[int], is_completion: list[bool]) -> list[float]:
-    """log p(token t | tokens < t) of each completion token t >= 1 (the first token has no context)."""
-    logps = model(torch.tensor([sequence])).logits[0].double().log_softmax(-1)
-    return [logps[t - 1, sequence[t]].item() for t in range(1, len(sequence)) if is_completion[t]]
-
-
-def loop_logratios(policy, reference, row: dict, side: str, max_length, mode) -> list[float]:
-    sequence, is_completion = truncate(token_ids(row, "prompt"), token_ids(row, side), max_length, mode)
-    policy_logps = completion_logps(policy, sequence, is_completion)
-    reference_logps = completion_logps(reference, sequence, is_completion)
-    return [p - r for p, r in zip(policy_logps, reference_logps)]
-
-
-def batch_losses(trainer, rows: list[dict]) -> torch.Tensor:
-    """The per-pair losses ADPOTrainer computes on the collated rows, through Trainer's `compute_loss`."""
-    trainer.compute_loss(trainer.model, trainer._prepare_inputs(trainer.data_collator(rows)))
-    return trainer.last_adpo_output.losses
-
-
-def oracle_losses(policy, reference, rows, max_length, mode, **granularity) -> tuple[list[float], list[list[float]]]:
-    """Per-pair losses and segment margins from the loop over unpadded pairs."""
-    losses, margins = [], []
-    for row in rows:
-        s_w = loop_logratios(policy, reference, row, "chosen", max_length, mode)
-        s_l = loop_logratios(policy, reference, row, "rejected", max_length, mode)
-        losses.append(pair_loss(s_w, s_l, **granularity))
-        margins.append(segment_margins(s_w, s_l, **{k: v for k, v in granularity.items() if k != "eps"}))
-    return losses, margins
 
 
 GRANULARITY_CASES = [

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from trl import DPOConfig
 
 from .objective import REDUCTIONS
 from .segmentation import DEFAULT_NUM_SEGMENTS, DEFAULT_WINDOW_SIZE, FAMILIES, check_granularity
+
+GRANULARITIES = (*FAMILIES, "step")
+DEFAULT_STEP_DELIMITER = "\n"
 
 # DPOConfig options that change the loss or the forward pass in ways ADPO does not define: the values that leave them
 # off (None is DPOConfig's "not set"), and why.
@@ -31,8 +35,10 @@ class ADPOConfig(DPOConfig):
     The default is the paper's headline ADPO (its Table 2): adaptive granularity with `num_segments=256`, which cuts
     each completion into at most 256 near-equal segments, the longer ones last (one segment per token for
     completions of up to 256 tokens). Static granularity cuts windows of `window_size` tokens instead
-    (`granularity="static"`; `window_size=1` is the token-level loss); `num_segments=1` is exactly DPO. An option of
-    another granularity than the one chosen is refused rather than ignored. `label_smoothing` > 0 gives the
+    (`granularity="static"`; `window_size=1` is the token-level loss); `num_segments=1` is exactly DPO. Step
+    granularity (`granularity="step"`) gives one segment per reasoning step, cut at `step_delimiter` or at the
+    matches of `step_pattern` in the decoded completion. An option of another granularity than the one chosen is
+    refused rather than ignored. `label_smoothing` > 0 gives the
     conservative (label-smoothed) loss, an extra that is not the paper's; the paper's cADPO is ADPO with the
     critical-token weights of cDPO. Options of DPO that ADPO cannot honour are rejected here (see
     `UNSUPPORTED_OPTIONS`).
@@ -43,8 +49,9 @@ class ADPOConfig(DPOConfig):
         metadata={
             "help": "How completions are cut into segments that share one log-sigmoid: 'adaptive' (`num_segments` "
             "near-equal segments, the longer ones last; the default, with m=256 the paper's headline ADPO) or "
-            "'static' (windows of `window_size` tokens).",
-            "choices": list(FAMILIES),
+            "'static' (windows of `window_size` tokens) or 'step' (one segment per reasoning step, cut at "
+            "`step_delimiter` or `step_pattern`).",
+            "choices": list(GRANULARITIES),
         },
     )
     window_size: int = field(
@@ -61,6 +68,20 @@ class ADPOConfig(DPOConfig):
             "default) is the paper's headline ADPO, 1 is DPO; the paper's Table 3 also has 2, 16, 128 and 512."
         },
     )
+    step_delimiter: str = field(
+        default=DEFAULT_STEP_DELIMITER,
+        metadata={
+            "help": "Step granularity only: the text that ends a step (default a newline). It belongs to the step it "
+            "closes; a completion without it is one segment."
+        },
+    )
+    step_pattern: str | None = field(
+        default=None,
+        metadata={
+            "help": "Step granularity only: a regular expression whose matches in the decoded completion begin a "
+            r"step, for formats such as 'Step \d+:'; replaces `step_delimiter`."
+        },
+    )
     segment_reduction: str = field(
         default="sum",
         metadata={
@@ -73,9 +94,10 @@ class ADPOConfig(DPOConfig):
     def __post_init__(self):
         # ADPO's own checks come first, so that they are reported before any of TrainingArguments' complaints.
         try:
-            check_granularity(self.granularity, self.window_size, self.num_segments)
+            check_granularity(self.granularity, self.window_size, self.num_segments, GRANULARITIES)
         except ValueError as error:
             raise ValueError(f"ADPOConfig: {error}") from None
+        self._check_step_options()
         if self.segment_reduction not in REDUCTIONS:
             raise ValueError(
                 f"ADPOConfig: segment_reduction must be one of {REDUCTIONS}, got {self.segment_reduction!r}."
@@ -102,9 +124,33 @@ class ADPOConfig(DPOConfig):
                 )
         super().__post_init__()
 
+    def _check_step_options(self) -> None:
+        changed = [
+            name for name, default in (("step_delimiter", DEFAULT_STEP_DELIMITER), ("step_pattern", None))
+            if getattr(self, name) != default
+        ]
+        if self.granularity != "step" and changed:
+            raise ValueError(
+                f"ADPOConfig: {changed[0]} applies to granularity='step' only, and granularity is "
+                f"{self.granularity!r}: set granularity='step' to cut completions into reasoning steps."
+            )
+        if not self.step_delimiter:
+            raise ValueError("ADPOConfig: step_delimiter must be a non-empty string, e.g. '\\n' or ';'.")
+        if self.step_pattern is not None:
+            if "step_delimiter" in changed:
+                raise ValueError(
+                    "ADPOConfig: give step_delimiter or step_pattern, not both: a pattern's matches begin the steps."
+                )
+            try:
+                re.compile(self.step_pattern)
+            except re.error as error:
+                raise ValueError(f"ADPOConfig: step_pattern {self.step_pattern!r} is no regular expression: {error}.") from None
+
     @property
     def granularity_description(self) -> str:
-        """The granularity in words, e.g. "static, k=1" or "adaptive, m=16"."""
+        """The granularity in words, e.g. "static, k=1", "adaptive, m=16" or "step, delimiter ';'"."""
         if self.granularity == "static":
             return f"static, k={self.window_size}"
+        if self.granularity == "step":
+            return f"step, pattern {self.step_pattern!r}" if self.step_pattern else f"step, delimiter {self.step_delimiter!r}"
         return f"adaptive, m={self.num_segments}"

@@ -48,13 +48,17 @@ def check_preference_dataset(dataset: Dataset, split: str) -> None:
                 )
 
 
-def scored_completion_lengths(
+def scored_completion_spans(
     prompt_lengths: np.ndarray, completion_lengths: np.ndarray, max_length: int | None, truncation_mode: str
-) -> np.ndarray:
-    """Number of completion tokens that get a log-prob once a row is truncated as `DPOTrainer` truncates it.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which completion tokens get a log-prob once a row is truncated as `DPOTrainer` truncates it.
 
     A row is its prompt then its completion; truncation keeps its first (`keep_start`) or last (`keep_end`)
     `max_length` tokens. The first kept token has no context, so it is not scored even if it is a completion token.
+
+    Returns:
+        For each row, the index of the first scored completion token and one past the last: completion tokens
+        ``first <= i < stop`` are scored (none when ``stop <= first``).
     """
     prompt_lengths = np.asarray(prompt_lengths, dtype=np.int64)
     completion_lengths = np.asarray(completion_lengths, dtype=np.int64)
@@ -62,12 +66,13 @@ def scored_completion_lengths(
     kept = total if max_length is None else np.minimum(total, max_length)
     if truncation_mode == "keep_start":
         first_kept = np.zeros_like(total)
-        kept_completion = np.maximum(kept - prompt_lengths, 0)
+        stop = np.maximum(kept - prompt_lengths, 0)
     else:
         first_kept = total - kept
-        kept_completion = np.minimum(completion_lengths, kept)
-    starts_with_completion = (first_kept >= prompt_lengths) & (kept_completion > 0)
-    return kept_completion - starts_with_completion
+        stop = completion_lengths
+    first = np.maximum(first_kept - prompt_lengths, 0)
+    starts_with_completion = (first_kept >= prompt_lengths) & (stop > first)
+    return first + starts_with_completion, stop
 
 
 def check_tokenized_dataset(
@@ -86,8 +91,8 @@ def check_tokenized_dataset(
     prompt_lengths = pc.list_value_length(table[f"prompt{suffix}"]).to_numpy()
     for column in ("chosen", "rejected"):
         completion_lengths = pc.list_value_length(table[f"{column}{suffix}"]).to_numpy()
-        scored = scored_completion_lengths(prompt_lengths, completion_lengths, max_length, truncation_mode)
-        empty = np.flatnonzero(scored <= 0)
+        first, stop = scored_completion_spans(prompt_lengths, completion_lengths, max_length, truncation_mode)
+        empty = np.flatnonzero(stop <= first)
         if empty.size:
             row = int(empty[0])
             raise ValueError(

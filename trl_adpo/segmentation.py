@@ -1,4 +1,4 @@
-"""Which completion tokens share one log-sigmoid: the segment index of every token, in pure torch.
+"""Which completion tokens share one log-sigmoid: the segment index of every token.
 
 A granularity cuts each response of ``T`` tokens into contiguous, non-empty segments (the paper's strong
 composition). The two families of the paper (arXiv 2602.09533, Figure 1):
@@ -9,15 +9,19 @@ composition). The two families of the paper (arXiv 2602.09533, Figure 1):
   is in segment ``j = ((t + 1) * P - 1) // T``, so the longer segments come last (``T = 5, m = 4`` gives sizes
   ``[1, 1, 1, 2]``).
 
-Any other cut can be given as explicit per-token segment ids (`check_segment_ids` says what is valid). Positions count over the True entries of a mask, so the segments do not depend
-on where the padding is. The paper does not say what adaptive ``m > T`` means; here ``P = min(m, T)``, one segment
-per token.
+Any other cut can be given as explicit per-token segment ids (`check_segment_ids` says what is valid), and
+`step_segment_ids` makes such ids from the text: one segment per reasoning step of a tokenized completion. Positions
+count over the True entries of a mask, so the segments do not depend on where the padding is. The paper does not say
+what adaptive ``m > T`` means; here ``P = min(m, T)``, one segment per token.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from collections.abc import Sequence
+from typing import Literal, Protocol
 
+import numpy as np
 import torch
 
 FAMILIES = ("static", "adaptive")
@@ -125,3 +129,73 @@ def check_segment_ids(name: str, ids: torch.Tensor, mask: torch.Tensor) -> None:
 def segment_counts(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``(B,)`` number of segments of each row (0 for a row without tokens)."""
     return ids.long().masked_fill(~mask, PADDING_SEGMENT).amax(dim=1) + 1
+
+
+class Decoder(Protocol):
+    """What `step_segment_ids` needs of a tokenizer (any Hugging Face tokenizer has it)."""
+
+    def batch_decode(self, sequences: list[list[int]], **kwargs) -> list[str]: ...
+
+
+DECODE_WINDOW = 8
+"""Tokens of left context when decoding one token: enough for a character split over several byte-level tokens and
+for tokenizers that drop a leading space at the start of a text."""
+
+
+def token_starts(token_ids: Sequence[int], tokenizer: Decoder) -> tuple[str, np.ndarray, np.ndarray]:
+    """The decoded text of `token_ids` and, for each token, the offset of its first character and its length.
+
+    A token's text is what decoding it after (up to `DECODE_WINDOW`) preceding tokens adds; special tokens decode to
+    their own text. A token that completes a character split over several byte-level tokens adds that character; the
+    tokens before it add nothing.
+    """
+    ids = list(token_ids)
+    decode = dict(skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    with_token = tokenizer.batch_decode([ids[max(0, i - DECODE_WINDOW) : i + 1] for i in range(len(ids))], **decode)
+    before = tokenizer.batch_decode([ids[max(0, i - DECODE_WINDOW) : i] for i in range(len(ids))], **decode)
+    lengths = np.maximum(np.array([len(a) - len(b) for a, b in zip(with_token, before)], dtype=np.int64), 0)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    text = tokenizer.batch_decode([ids], **decode)[0]
+    if len(text) != int(lengths.sum()):  # a decoder that rewrites across tokens: match on the pieces themselves
+        text = "".join(a[len(b) :] for a, b in zip(with_token, before))
+    return text, starts, lengths
+
+
+def step_boundaries(text: str, delimiter: str, pattern: str | None = None) -> np.ndarray:
+    """Character offsets where a new step begins: after each `delimiter` (which belongs to the step it closes), or,
+    with `pattern` (a regular expression), at the start of each match (which belongs to the step it opens)."""
+    if pattern is not None:
+        offsets = [match.start() for match in re.finditer(pattern, text)]
+    else:
+        offsets = [match.end() for match in re.finditer(re.escape(delimiter), text)]
+    return np.array(sorted(set(offsets)), dtype=np.int64)
+
+
+def step_segment_ids(
+    token_ids: Sequence[int], tokenizer: Decoder, delimiter: str = "\n", pattern: str | None = None
+) -> list[int]:
+    """One segment per reasoning step: the segment id of each token of a tokenized completion.
+
+    The completion is decoded and cut into steps at character offsets (`step_boundaries`). A token belongs to the
+    step in which its first character lies, so a token that holds a delimiter and the text after it (``";\\nd"``)
+    closes its step, and a delimiter spread over several tokens ends its step after its last one. A token with no
+    text of its own goes with the token before it. Steps that no token starts (two delimiters in one token, a
+    delimiter at the very end) are dropped, so the ids are contiguous from 0; a completion without a delimiter is one
+    segment.
+
+    Args:
+        token_ids: the completion's token ids, in order.
+        tokenizer: the tokenizer that made them.
+        delimiter: the text that ends a step (default a newline).
+        pattern: a regular expression whose matches begin a step (e.g. ``r"Step \\d+:"``); replaces `delimiter`.
+
+    Returns:
+        The segment id of each token: ``len(token_ids)`` integers, 0 first, rising by 0 or 1.
+    """
+    if len(token_ids) == 0:
+        return []
+    text, starts, lengths = token_starts(token_ids, tokenizer)
+    crossed = np.searchsorted(step_boundaries(text, delimiter, pattern), starts, side="right")
+    crossed = np.maximum.accumulate(np.where(lengths > 0, crossed, -1))  # textless tokens join the token before
+    crossed = np.maximum(crossed, crossed[lengths > 0][0] if (lengths > 0).any() else 0)
+    return np.concatenate([[0], np.cumsum(np.diff(crossed) != 0)]).tolist()

@@ -1,6 +1,6 @@
 """What `ADPOTrainer` does the same way on every TRL line: the loss call, its metrics, per-token alignment, the
-per-token reference columns and their collator, and the model card. The line-specific glue subclasses
-`ADPOTrainerMixin`.
+per-token dataset columns (reference log-probs, reasoning-step segment ids) and their collator, and the model card.
+The line-specific glue subclasses `ADPOTrainerMixin`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,15 @@ from trl import DPOTrainer
 from trl.trainer.utils import get_config_model_id, pad
 
 from .config import ADPOConfig
+from .data import scored_completion_spans
 from .objective import ADPOLossOutput, adpo_loss
+from .segmentation import step_segment_ids
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+SEGMENT_COLUMNS = ("chosen_segment_ids", "rejected_segment_ids")
+PER_TOKEN_COLUMNS = {**dict.fromkeys(REF_COLUMNS, torch.float32), **dict.fromkeys(SEGMENT_COLUMNS, torch.long)}
+"""Dataset columns that hold one value per scored completion token (column 0 the first scored token), and their
+dtypes once collated. TRL's collators do not know them: `PerTokenCollator` pads them."""
 
 ADPO_CITATION = textwrap.dedent("""\
     @inproceedings{oi2026adpo,
@@ -52,31 +58,44 @@ def left_align(token_logps: torch.Tensor, scored: torch.Tensor) -> tuple[torch.T
     return aligned.masked_fill(~mask, 0.0), mask
 
 
-def fit_width(values: torch.Tensor, width: int, side: str) -> torch.Tensor:
-    """Right-pad ``(B, T')`` reference log-probs with zeros to the policy's width ``T >= T'``."""
+def fit_width(values: torch.Tensor, width: int, column: str) -> torch.Tensor:
+    """Right-pad a ``(B, T')`` per-token column with zeros to the policy's width ``T >= T'``."""
     if values.shape[1] > width:
         raise ValueError(
-            f"The reference log-probs of the {side} completions have {values.shape[1]} tokens but the policy scores "
-            f"at most {width}: the precomputed `ref_{side}_logps` do not match this dataset and `max_length`. Drop "
-            "those columns and let the trainer compute them again."
+            f"The per-token column `{column}` has {values.shape[1]} tokens but the policy scores at most {width}: it "
+            "does not match this dataset and `max_length`. Drop that column and let the trainer compute it again."
         )
     return torch.nn.functional.pad(values, (0, width - values.shape[1]))
 
 
 @dataclass
-class ReferenceCollator:
-    """Wraps a preference collator: precomputed per-token reference log-probs (lists of floats per row) are taken out
-    of the examples, the rest is collated by `collator`, and the lists come back as ``(B, T)`` tensors padded with 0.
-    """
+class PerTokenCollator:
+    """Wraps a preference collator: the `PER_TOKEN_COLUMNS` (lists per row) are taken out of the examples, the rest
+    is collated by `collator`, and the lists come back as ``(B, T)`` tensors padded with 0."""
 
     collator: Callable[[list[dict[str, Any]]], dict[str, Any]]
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        output = self.collator([{k: v for k, v in row.items() if k not in REF_COLUMNS} for row in examples])
-        if REF_COLUMNS[0] in examples[0]:
-            for column in REF_COLUMNS:
-                output[column] = pad([torch.tensor(row[column], dtype=torch.float32) for row in examples])
+        output = self.collator([{k: v for k, v in row.items() if k not in PER_TOKEN_COLUMNS} for row in examples])
+        for column, dtype in PER_TOKEN_COLUMNS.items():
+            if column in examples[0]:
+                output[column] = pad([torch.tensor(row[column], dtype=dtype) for row in examples])
         return output
+
+
+def scored_step_ids(
+    prompt_ids: list[int], completion_ids: list[int], tokenizer, args: ADPOConfig
+) -> list[int]:
+    """The reasoning-step segment id of each scored completion token of one row, from 0.
+
+    The steps are cut on the whole completion; truncation to `max_length` then keeps some of its tokens, and a step
+    it cuts stays a (shorter) segment.
+    """
+    first, stop = (int(i[0]) for i in scored_completion_spans(
+        [len(prompt_ids)], [len(completion_ids)], args.max_length, args.truncation_mode
+    ))
+    steps = step_segment_ids(completion_ids, tokenizer, args.step_delimiter, args.step_pattern)[first:stop]
+    return [step - steps[0] for step in steps]
 
 
 def gather_rows(accelerator, values: torch.Tensor, mask: torch.Tensor) -> list[list[float]]:
@@ -85,6 +104,25 @@ def gather_rows(accelerator, values: torch.Tensor, mask: torch.Tensor) -> list[l
     mask = accelerator.pad_across_processes(mask, dim=1)
     values, mask = accelerator.gather_for_metrics((values, mask))
     return [row[keep].tolist() for row, keep in zip(values.cpu(), mask.cpu())]
+
+
+def with_step_columns(dataset: Dataset, processing_class, args: ADPOConfig, name: str, suffix: str) -> Dataset:
+    """With `granularity="step"`, a tokenized `dataset` plus the step segment ids of its scored completion tokens.
+
+    `suffix` ends the token-id columns: `_input_ids` on TRL 0.28, `_ids` on TRL 1.x.
+    """
+    if args.granularity != "step" or not isinstance(dataset, Dataset) or SEGMENT_COLUMNS[0] in dataset.column_names:
+        return dataset
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+
+    def add_steps(row: dict[str, Any]) -> dict[str, list[int]]:
+        prompt = row[f"prompt{suffix}"]
+        return {
+            column: scored_step_ids(prompt, row[f"{side}{suffix}"], tokenizer, args)
+            for column, side in zip(SEGMENT_COLUMNS, ("chosen", "rejected"))
+        }
+
+    return dataset.map(add_steps, num_proc=args.dataset_num_proc, desc=f"Cutting the {name} dataset into reasoning steps")
 
 
 class ADPOTrainerMixin:
@@ -122,25 +160,45 @@ class ADPOTrainerMixin:
                 "`output_router_logits=False` in the model config (TRL 0.28) or `router_aux_loss_coef=0` (TRL 1.x)."
             )
 
+    def _set_signature_columns_if_needed(self):
+        """TRL's columns, plus the per-token columns ADPO adds, so that `remove_unused_columns` keeps them."""
+        super()._set_signature_columns_if_needed()
+        self._signature_columns += [c for c in PER_TOKEN_COLUMNS if c not in self._signature_columns]
+
     def _adpo(
         self,
         policy: tuple[torch.Tensor, torch.Tensor],
         reference: tuple[torch.Tensor, torch.Tensor],
         masks: tuple[torch.Tensor, torch.Tensor],
+        batch: dict[str, Any],
     ) -> ADPOLossOutput:
-        """The ADPO loss of a batch from aligned per-token log-probs: (chosen, rejected) ``(B, T)`` each."""
+        """The ADPO loss of a batch from aligned per-token log-probs: (chosen, rejected) ``(B, T)`` each.
+
+        `batch` holds the per-token columns of the rows (step segment ids), aligned as the log-probs.
+        """
         (chosen, rejected), (ref_chosen, ref_rejected) = policy, reference
-        chosen = chosen - fit_width(ref_chosen.to(chosen.device), chosen.shape[1], "chosen")
-        rejected = rejected - fit_width(ref_rejected.to(rejected.device), rejected.shape[1], "rejected")
+        width_chosen, width_rejected = chosen.shape[1], rejected.shape[1]
+        chosen = chosen - fit_width(ref_chosen.to(chosen.device), width_chosen, REF_COLUMNS[0])
+        rejected = rejected - fit_width(ref_rejected.to(rejected.device), width_rejected, REF_COLUMNS[1])
         args = self.args
+        if args.granularity == "step":
+            segmentation = dict(
+                granularity="explicit",
+                chosen_segment_ids=fit_width(batch[SEGMENT_COLUMNS[0]].to(chosen.device), width_chosen, SEGMENT_COLUMNS[0]),
+                rejected_segment_ids=fit_width(
+                    batch[SEGMENT_COLUMNS[1]].to(rejected.device), width_rejected, SEGMENT_COLUMNS[1]
+                ),
+            )
+        elif args.granularity == "static":
+            segmentation = dict(granularity="static", window_size=args.window_size)
+        else:
+            segmentation = dict(granularity="adaptive", num_segments=args.num_segments)
         output = adpo_loss(
             chosen,
             rejected,
             *masks,
             beta=args.beta,
-            granularity=args.granularity,
-            window_size=args.window_size,
-            num_segments=args.num_segments,
+            **segmentation,
             label_smoothing=args.label_smoothing,
             reduction=args.segment_reduction,
         )
@@ -148,13 +206,14 @@ class ADPOTrainerMixin:
         return output
 
     def _segment_metrics(self) -> dict[str, float]:
-        """Feedback length, segment accuracy and margin of the last batch, gathered over all processes."""
+        """Feedback length (mean and max), segment accuracy and margin of the last batch, over all processes."""
         output = self.last_adpo_output
         segments, wins, margins = self.accelerator.gather_for_metrics(
             (output.feedback_length, output.segment_wins, output.segment_margin_sum)
         )
         return {
             "adpo/feedback_length": segments.float().mean().item(),
+            "adpo/feedback_length_max": float(segments.max()),
             "adpo/segment_accuracy": (wins.sum() / segments.sum()).item(),
             "adpo/segment_margin": (margins.sum() / segments.sum()).item(),
         }

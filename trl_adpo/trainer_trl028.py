@@ -22,7 +22,7 @@ from trl.trainer.utils import flush_left, flush_right, selective_log_softmax
 
 from .config import ADPOConfig
 from .data import check_preference_dataset, check_tokenized_dataset
-from .trainer_common import REF_COLUMNS, ADPOTrainerMixin, ReferenceCollator, left_align
+from .trainer_common import REF_COLUMNS, SEGMENT_COLUMNS, ADPOTrainerMixin, PerTokenCollator, left_align, with_step_columns
 
 REFERENCE_DIR = "adpo_reference_logps"  # in a checkpoint: the precomputed per-token reference log-probs
 
@@ -40,7 +40,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
     def __init__(self, model, ref_model=None, args: ADPOConfig | None = None, data_collator=None, **kwargs):
         super().__init__(model, ref_model, self._adpo_args(model, args), data_collator, **kwargs)
         self._refuse_unsupported_models(self.is_encoder_decoder, self.is_vision_model)
-        self.data_collator = ReferenceCollator(self.data_collator)
+        self.data_collator = PerTokenCollator(self.data_collator)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         if isinstance(dataset, Dataset):
@@ -48,7 +48,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         if isinstance(dataset, Dataset):
             check_tokenized_dataset(dataset, dataset_name, args.max_length, args.truncation_mode)
-        return dataset
+        return with_step_columns(dataset, processing_class, args, dataset_name, "_input_ids")
 
     def _flush_and_truncate(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Flush rows left and truncate them to `max_length` as `DPOTrainer` does; the first tensor is the mask."""
@@ -99,6 +99,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
             "rejected_token_logps": aligned[num_pairs:],
             "chosen_mask": mask[:num_pairs],
             "rejected_mask": mask[num_pairs:],
+            **{column: batch[column] for column in SEGMENT_COLUMNS if column in batch},
         }
 
     def _reference_forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -247,6 +248,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
             (model_output["chosen_token_logps"], model_output["rejected_token_logps"]),
             (ref_chosen_logps, ref_rejected_logps),
             (model_output["chosen_mask"], model_output["rejected_mask"]),
+            model_output,
         )
         return output.losses, output.chosen_rewards.sum(dim=1).detach(), output.rejected_rewards.sum(dim=1).detach()
 

@@ -20,7 +20,7 @@ from trl import DPOTrainer
 
 from .config import ADPOConfig
 from .data import check_preference_dataset, check_tokenized_dataset
-from .trainer_common import REF_COLUMNS, ADPOTrainerMixin, ReferenceCollator, left_align
+from .trainer_common import REF_COLUMNS, SEGMENT_COLUMNS, ADPOTrainerMixin, PerTokenCollator, left_align, with_step_columns
 
 ROW_COLUMN = "adpo_row"  # the row numbers of a raw dataset, to name rows that TRL's tokenization drops
 
@@ -52,7 +52,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
     def __init__(self, model, ref_model=None, args: ADPOConfig | None = None, data_collator=None, **kwargs):
         super().__init__(model, ref_model, self._adpo_args(model, args), data_collator, **kwargs)
         self._refuse_unsupported_models(getattr(self.model.config, "is_encoder_decoder", False), self._is_vision_dataset)
-        self.data_collator = ReferenceCollator(self.data_collator)
+        self.data_collator = PerTokenCollator(self.data_collator)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         """TRL's preparation, between the checks of the raw rows and of the tokenized ones.
@@ -75,7 +75,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
             )
         dataset = dataset.remove_columns(ROW_COLUMN)
         check_tokenized_dataset(dataset, dataset_name, args.max_length, args.truncation_mode, suffix="_ids")
-        return dataset
+        return with_step_columns(dataset, processing_class, args, dataset_name, "_ids")
 
     def _reference_token_logps(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Aligned per-token reference log-probs ``(2B, T)`` of a batch (chosen rows first) and their mask."""
@@ -96,6 +96,8 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
 
     def _compute_loss(self, model, inputs, return_outputs):
         """TRL's forward passes and metrics, with the ADPO loss of the per-token log-probs they computed."""
+        per_token = {column: inputs[column] for column in SEGMENT_COLUMNS if column in inputs}
+        inputs = {key: value for key, value in inputs.items() if key not in per_token}  # TRL passes the rest to the model
         precomputed = REF_COLUMNS[0] in inputs
         if precomputed:  # TRL's metrics read summed reference log-probs
             reference_logps = (inputs[REF_COLUMNS[0]], inputs[REF_COLUMNS[1]])
@@ -110,7 +112,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         if not precomputed:  # the policy's own second forward when the reference is its adapter-free base
             reference_calls = records[reference][1 if reference is policy else 0]
             reference_logps = left_align(reference_calls[:, -scored.shape[1] :], scored)[0].chunk(2)
-        output = self._adpo(logps.chunk(2), reference_logps, mask.chunk(2))
+        output = self._adpo(logps.chunk(2), reference_logps, mask.chunk(2), per_token)
         mode = "train" if self.model.training else "eval"
         for key, value in self._segment_metrics().items():
             self._metrics[mode][key].append(value)

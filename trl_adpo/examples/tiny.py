@@ -1,4 +1,4 @@
-"""Tiny word-level tokenizers and Llama models built in code, for offline runs, tests and benchmarks.
+"""Tiny tokenizers (word-level, byte-level BPE) and Llama models built in code, for offline runs, tests and benchmarks.
 
 They are saved in the standard Hugging Face format, so the code that loads them is the code that loads a real model.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>"}
@@ -29,6 +29,27 @@ def build_word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
         vocab.setdefault(token, len(vocab))
     backend = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIAL_TOKENS)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_bpe_tokenizer(corpus: list[str], vocab_size: int = 300) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on `corpus`, with the special tokens and chat template of the word tokenizer.
+
+    Its merges may cross spaces, newlines and punctuation (no pre-tokenizer regex), so tokens such as ``" ;\\nd"``
+    hold a delimiter and the text around it, as real BPE vocabularies often do.
+    """
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(corpus, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIAL_TOKENS)
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
@@ -60,9 +81,11 @@ def build_tiny_llama(
     return LlamaForCausalLM(config)
 
 
-def save_tiny_model(directory: str | Path, words: list[str], **model_kwargs) -> Path:
-    """Build a word tokenizer over `words` and a tiny Llama for it, and save both to `directory` in HF format."""
-    tokenizer = build_word_tokenizer(words)
+def save_tiny_model(
+    directory: str | Path, words: list[str], tokenizer: PreTrainedTokenizerFast | None = None, **model_kwargs
+) -> Path:
+    """Save a tiny Llama and its tokenizer to `directory` in HF format: a word tokenizer over `words`, or `tokenizer`."""
+    tokenizer = tokenizer or build_word_tokenizer(words)
     model = build_tiny_llama(len(tokenizer), **model_kwargs)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
