@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,6 @@ from trl_adpo.examples.tiny import save_tiny_model
 from trl_adpo.trainer import TRL_VERSION
 
 WORDS = [f"w{i}" for i in range(40)]
-TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_adpo.py"
 ON_TRL028 = TRL_VERSION.major == 0
 """The TRL line under test: 0.28.x (`concatenated_forward`/`dpo_loss`) or 1.x (`_compute_loss`)."""
 
@@ -88,13 +85,11 @@ def quiet_progress_bars():
 
 
 @pytest.fixture(scope="session")
-def script():
-    """scripts/train_adpo.py as a module, to call its `parse_args` and `main` in the test process."""
-    spec = importlib.util.spec_from_file_location("train_adpo", TRAIN_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_adpo"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def train_cli():
+    """`trl-adpo train` as a module, to call its `parse_args` and `run` in the test process."""
+    from trl_adpo.cli import train
+
+    return train
 
 
 @pytest.fixture(scope="session")

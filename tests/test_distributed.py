@@ -64,17 +64,17 @@ def test_two_processes_give_the_loss_curve_of_one_with_the_same_global_batch(qui
 
 
 @pytest.mark.parametrize("precompute", [False, True], ids=["live-reference", "precomputed-reference"])
-def test_resuming_from_a_checkpoint_repeats_the_uninterrupted_losses(script, quickstart, tmp_path, precompute):
+def test_resuming_from_a_checkpoint_repeats_the_uninterrupted_losses(train_cli, quickstart, tmp_path, precompute):
     extra = ["--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3", "--lr_scheduler_type", "linear"]
     extra += ["--precompute_ref_log_probs", "true"] if precompute else []
-    script.main(*script.parse_args(run_args(quickstart, tmp_path / "full", 4, *extra)))
+    train_cli.run(*train_cli.parse_args(run_args(quickstart, tmp_path / "full", 4, *extra)))
     uninterrupted = train_logs(tmp_path / "full")
 
     # the run that stopped after step 3 holds what the uninterrupted run held then: its checkpoint-3
     shutil.copytree(tmp_path / "full" / "checkpoint-3", tmp_path / "stopped" / "checkpoint-3")
     if precompute and ON_TRL028:  # TRL 0.28 computes the reference when training starts: the checkpoint keeps it
         assert (tmp_path / "stopped" / "checkpoint-3" / "adpo_reference_logps" / "train").is_dir()
-    script.main(*script.parse_args(run_args(
+    train_cli.run(*train_cli.parse_args(run_args(
         quickstart, tmp_path / "stopped", 4, *extra,
         "--resume_from_checkpoint", str(tmp_path / "stopped" / "checkpoint-3"),
     )))
@@ -85,21 +85,21 @@ def test_resuming_from_a_checkpoint_repeats_the_uninterrupted_losses(script, qui
             assert actual[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-7), (actual["step"], key)
 
 
-def test_resuming_a_precomputed_run_from_a_checkpoint_without_its_reference(script, quickstart, tmp_path):
+def test_resuming_a_precomputed_run_from_a_checkpoint_without_its_reference(train_cli, quickstart, tmp_path):
     """TRL 0.28 computes precomputed reference log-probs when training starts, after the checkpoint's weights are
     loaded, so a checkpoint that does not keep them is refused; TRL 1.x computes them at construction, from the model
     it was given, so resuming from such a checkpoint is right."""
     extra = ["--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3"]
-    script.main(*script.parse_args(run_args(quickstart, tmp_path / "full", 4, *extra)))  # live reference: no columns
+    train_cli.run(*train_cli.parse_args(run_args(quickstart, tmp_path / "full", 4, *extra)))  # live reference: no columns
     resume = run_args(
         quickstart, tmp_path / "other", 4, *extra, "--precompute_ref_log_probs", "true",
         "--resume_from_checkpoint", str(tmp_path / "full" / "checkpoint-3"),
     )
     if ON_TRL028:
         with pytest.raises(ValueError, match="holds no per-token reference log-probs"):
-            script.main(*script.parse_args(resume))
+            train_cli.run(*train_cli.parse_args(resume))
     else:
-        script.main(*script.parse_args(resume))
+        train_cli.run(*train_cli.parse_args(resume))
         for expected, actual in zip(train_logs(tmp_path / "full")[3:], train_logs(tmp_path / "other")[3:]):
             assert actual["loss"] == pytest.approx(expected["loss"], rel=1e-6), actual["step"]
 

@@ -42,9 +42,9 @@ def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
-def test_every_config_parses_into_the_options_it_names(script, config):
+def test_every_config_parses_into_the_options_it_names(train_cli, config):
     # use_cpu lets TrainingArguments accept the GPU recipes' bf16 on this machine
-    script_args, training_args, model_args = script.parse_args(["--config", str(config), "--use_cpu", "true"])
+    script_args, training_args, model_args = train_cli.parse_args(["--config", str(config), "--use_cpu", "true"])
     written = yaml.safe_load(config.read_text())
     for key, value in written.items():
         if key == "report_to" and value == "none":
@@ -56,8 +56,8 @@ def test_every_config_parses_into_the_options_it_names(script, config):
 
 
 @pytest.mark.parametrize("config", RECIPES, ids=lambda c: c.name)
-def test_each_family_recipe_trains_a_tiny_model(script, quickstart, tmp_path, config):
-    trainer = script.main(*script.parse_args(["--config", str(config), *tiny_run(quickstart, tmp_path)]))
+def test_each_family_recipe_trains_a_tiny_model(train_cli, quickstart, tmp_path, config):
+    trainer = train_cli.run(*train_cli.parse_args(["--config", str(config), *tiny_run(quickstart, tmp_path)]))
     written = yaml.safe_load(config.read_text())
     for key in ("granularity", "window_size", "num_segments", "step_delimiter", "label_smoothing", "beta"):
         if key in written:
@@ -68,9 +68,9 @@ def test_each_family_recipe_trains_a_tiny_model(script, quickstart, tmp_path, co
     assert trainer.args.granularity_description in card
 
 
-def test_the_8b_recipes_ask_for_lora_and_4bit(script):
-    _, training_args, lora = script.parse_args(["--config", str(ROOT / "configs" / "lora_8b.yaml"), "--use_cpu", "true"])
-    _, _, qlora = script.parse_args(["--config", str(ROOT / "configs" / "qlora_8b.yaml"), "--use_cpu", "true"])
+def test_the_8b_recipes_ask_for_lora_and_4bit(train_cli):
+    _, training_args, lora = train_cli.parse_args(["--config", str(ROOT / "configs" / "lora_8b.yaml"), "--use_cpu", "true"])
+    _, _, qlora = train_cli.parse_args(["--config", str(ROOT / "configs" / "qlora_8b.yaml"), "--use_cpu", "true"])
     assert lora.use_peft and not lora.load_in_4bit and training_args.bf16 and training_args.gradient_checkpointing
     assert qlora.use_peft and qlora.load_in_4bit and qlora.bnb_4bit_quant_type == "nf4"
 
@@ -120,7 +120,7 @@ def test_local_conversational_jsonl_end_to_end(tmp_path, quickstart):
 # --- Hub pushes, intercepted -------------------------------------------------------------------------------------
 
 
-def test_push_to_hub_uploads_model_tokenizer_config_and_card(script, quickstart, tmp_path, monkeypatch):
+def test_push_to_hub_uploads_model_tokenizer_config_and_card(train_cli, quickstart, tmp_path, monkeypatch):
     import huggingface_hub
     import transformers.trainer
 
@@ -140,11 +140,11 @@ def test_push_to_hub_uploads_model_tokenizer_config_and_card(script, quickstart,
     for name, fake in (("create_repo", fake_create_repo), ("upload_folder", fake_upload_folder)):
         if hasattr(transformers.trainer, name):
             monkeypatch.setattr(transformers.trainer, name, fake)
-    args = script.parse_args([
+    args = train_cli.parse_args([
         "--config", str(ROOT / "configs" / "adpo_adaptive_m16.yaml"), *tiny_run(quickstart, tmp_path),
         "--push_to_hub", "true", "--hub_model_id", "someone/tiny-adpo",
     ])
-    script.main(*args)
+    train_cli.run(*args)
 
     assert len(uploads) == 1
     repo_id, files, card, run_config = uploads[0]
@@ -158,37 +158,37 @@ def test_push_to_hub_uploads_model_tokenizer_config_and_card(script, quickstart,
     assert "hf_test_token" not in run_config
 
 
-def test_push_to_hub_without_a_token_fails_before_training(script, quickstart, tmp_path, monkeypatch):
+def test_push_to_hub_without_a_token_fails_before_training(train_cli, quickstart, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    args = script.parse_args([
+    args = train_cli.parse_args([
         "--config", str(ROOT / "configs" / "adpo_static_k1.yaml"), *tiny_run(quickstart, tmp_path / "out"),
         "--push_to_hub", "true", "--hub_model_id", "someone/tiny-adpo",
     ])
     with pytest.raises(ValueError, match="no Hugging Face token was found: run `hf auth login`"):
-        script.main(*args)
+        train_cli.run(*args)
     assert not (tmp_path / "out").exists()
 
 
 # --- bad input: a clear error before any training step ------------------------------------------------------------
 
 
-def test_unknown_yaml_key_names_the_file_and_the_key(script, tmp_path):
+def test_unknown_yaml_key_names_the_file_and_the_key(train_cli, tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("granularity: adaptive\nnum_segmnts: 16\n")
     with pytest.raises(ValueError, match=rf"{config}: unknown key 'num_segmnts': .* Did you mean 'num_segments'\?"):
-        script.parse_args(["--config", str(config)])
+        train_cli.parse_args(["--config", str(config)])
     with pytest.raises(FileNotFoundError, match=r"--config: the file '.*absent.yaml' does not exist"):
-        script.parse_args(["--config", str(tmp_path / "absent.yaml")])
+        train_cli.parse_args(["--config", str(tmp_path / "absent.yaml")])
 
 
-def test_missing_data_file_is_named(script, quickstart, tmp_path):
-    args = script.parse_args(
+def test_missing_data_file_is_named(train_cli, quickstart, tmp_path):
+    args = train_cli.parse_args(
         ["--config", str(ROOT / "configs" / "adpo_static_k1.yaml"), *tiny_run(quickstart, tmp_path / "out"),
          "--dataset_name", str(tmp_path / "missing.jsonl")]
     )
     with pytest.raises(FileNotFoundError, match=r"dataset_name: the file '.*missing.jsonl' does not exist"):
-        script.main(*args)
+        train_cli.run(*args)
 
 
 @pytest.mark.parametrize(
@@ -210,19 +210,19 @@ def test_missing_data_file_is_named(script, quickstart, tmp_path):
     ],
     ids=["missing-columns", "empty-completion", "truncated-away"],
 )
-def test_bad_rows_fail_before_training(script, quickstart, tmp_path, rows, extra, message):
+def test_bad_rows_fail_before_training(train_cli, quickstart, tmp_path, rows, extra, message):
     write_jsonl(rows, tmp_path / "data.jsonl")
-    args = script.parse_args(
+    args = train_cli.parse_args(
         ["--config", str(ROOT / "configs" / "adpo_static_k1.yaml"), *tiny_run(quickstart, tmp_path / "out"),
          "--dataset_name", str(tmp_path / "data.jsonl"), *extra]
     )
     with pytest.raises(ValueError, match=message):
-        script.main(*args)
+        train_cli.run(*args)
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
-def test_help_documents_every_adpo_option(script):
-    text = script.make_parser().format_help()
+def test_help_documents_every_adpo_option(train_cli):
+    text = train_cli.make_parser().format_help()
     for option in ("--granularity {static,adaptive,step}", "--window_size", "--num_segments", "--segment_reduction",
                    "--step_delimiter", "--step_pattern", "--quickstart_dir", "--eval_dataset_name", "--load_in_4bit",
                    "--use_peft"):

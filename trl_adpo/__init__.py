@@ -1,10 +1,32 @@
-"""trl_adpo: Autoregressive Direct Preference Optimization (ADPO, arXiv 2602.09533) for Hugging Face TRL."""
+"""trl_adpo: Autoregressive Direct Preference Optimization (ADPO, arXiv 2602.09533) for Hugging Face TRL.
 
-from .config import ADPOConfig
-from .objective import ADPOLossOutput, adpo_loss
-from .segmentation import segment_ids
-from .trainer import ADPOTrainer
+The names below are imported on first use, so that `from trl_adpo import adpo_loss` does not import TRL.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.2.0"
 
-__all__ = ["ADPOConfig", "ADPOLossOutput", "ADPOTrainer", "adpo_loss", "segment_ids"]
+_EXPORTS = {
+    "ADPOConfig": ".config",
+    "ADPOLossOutput": ".objective",
+    "ADPOTrainer": ".trainer",
+    "adpo_loss": ".objective",
+    "segment_ids": ".segmentation",
+}
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .config import ADPOConfig
+    from .objective import ADPOLossOutput, adpo_loss
+    from .segmentation import segment_ids
+    from .trainer import ADPOTrainer
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module 'trl_adpo' has no attribute {name!r}")

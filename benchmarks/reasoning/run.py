@@ -19,11 +19,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -34,11 +32,11 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from trl_adpo.cli import train as train_cli
 from trl_adpo.examples.arithmetic import WORDS, Problem, sample_problem, write_jsonl
 from trl_adpo.examples.tiny import build_tiny_llama, build_word_tokenizer
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 METHODS = {
     "DPO": ["--granularity", "adaptive", "--num_segments", "1"],
     "conservative DPO": ["--granularity", "adaptive", "--num_segments", "1", "--label_smoothing", "0.1"],
@@ -168,14 +166,6 @@ def preference_pairs(settings: Settings, problems: list[Problem], samples: list[
     return rows
 
 
-def load_train_script():
-    spec = importlib.util.spec_from_file_location("train_adpo", ROOT / "scripts" / "train_adpo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_adpo"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def write_report(settings: Settings, results: dict, output_dir: Path, command: str) -> None:
     """results.md (the table), training_dynamics.png (Figure-2 style) and results.json (everything)."""
     import matplotlib
@@ -238,7 +228,6 @@ def main() -> None:
     torch.manual_seed(0)
     started = time.time()
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    train_script = load_train_script()
     problems = make_problems(settings)
     max_new_tokens = 8 * settings.num_steps + 4
 
@@ -267,7 +256,7 @@ def main() -> None:
         for seed in settings.seeds:
             for name, flags in METHODS.items():
                 run_dir = work / "runs" / f"{name.replace(' ', '_').replace('=', '')}-{seed}"
-                trainer = train_script.main(*train_script.parse_args([
+                trainer = train_cli.run(*train_cli.parse_args([
                     "--config", str(HERE / "preference.yaml"), "--model_name_or_path", str(work / "sft"),
                     "--dataset_name", str(work / f"pairs-{seed}.jsonl"), "--output_dir", str(run_dir),
                     "--max_steps", str(settings.preference_steps), "--logging_steps", str(settings.logging_steps),

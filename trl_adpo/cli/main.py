@@ -1,0 +1,63 @@
+"""`trl-adpo SUBCOMMAND ...`: the project's scripts as one installed command.
+
+Each subcommand is a module of `trl_adpo.cli` with a `main(argv)`; it is imported only when it runs, so that
+`trl-adpo --help` answers at once. Before it runs, the noise a user cannot act on is filtered: the bitsandbytes line
+about an optional `kernels` package, and deprecation warnings raised inside TRL, transformers and their stack. The
+project's own warnings always show.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+import sys
+import warnings
+
+SUBCOMMANDS = {
+    "train": ("trl_adpo.cli.train", "Train a model with ADPO from a YAML config and command-line options."),
+    "env": ("trl_adpo.cli.env", "Print the versions that matter for a bug report (torch, TRL and its glue, CUDA...)."),
+}
+THIRD_PARTY = r"(trl|transformers|accelerate|peft|datasets|torch|bitsandbytes|deepspeed|huggingface_hub)(\.|$)"
+
+
+def quiet_third_party_noise() -> None:
+    """Hide what a user of the command cannot act on; never the project's own warnings."""
+    for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY)
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
+        lambda record: "kernels" not in record.getMessage()
+    )
+
+
+def usage() -> str:
+    width = max(map(len, SUBCOMMANDS))
+    lines = ["usage: trl-adpo SUBCOMMAND [options]", "", "Autoregressive DPO (arXiv 2602.09533) for TRL.", "", "subcommands:"]
+    lines += [f"  {name:<{width}}  {description}" for name, (_, description) in SUBCOMMANDS.items()]
+    lines += ["", "`trl-adpo SUBCOMMAND --help` lists a subcommand's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if argv[0] == "--version":
+        from trl_adpo import __version__
+
+        print(f"trl-adpo {__version__}")
+        return 0
+    name = argv[0]
+    if name not in SUBCOMMANDS:
+        close = difflib.get_close_matches(name, SUBCOMMANDS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        print(f"trl-adpo: unknown subcommand {name!r}.{hint}\n\n{usage()}", file=sys.stderr)
+        return 2
+    quiet_third_party_noise()
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return module.main(argv[1:]) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

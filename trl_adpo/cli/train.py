@@ -1,0 +1,240 @@
+"""`trl-adpo train`: train a causal LM with ADPO from a YAML config, in the style of TRL's `scripts/dpo.py`.
+
+```bash
+# the offline quickstart: builds a tiny model and an arithmetic preference dataset on first use
+trl-adpo train --config configs/quickstart.yaml
+
+# a real run: any option of the YAML file can be overridden on the command line
+trl-adpo train --config configs/adpo_adaptive_m256.yaml \
+    --model_name_or_path Qwen/Qwen2.5-0.5B-Instruct --dataset_name trl-lib/ultrafeedback_binarized \
+    --output_dir Qwen2.5-0.5B-ADPO --bf16 true
+```
+
+`python scripts/train_adpo.py ...` runs the same.
+
+Every option of `ADPOConfig` (TRL's `DPOConfig` plus the granularity), TRL's `ModelConfig` (model, dtype, LoRA via
+`use_peft`, 4-bit via `load_in_4bit`) and `ScriptArguments` below is a YAML key and a `--flag`; `--help` lists them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import yaml
+from datasets import Dataset, DatasetDict, load_dataset
+from huggingface_hub import get_token
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from accelerate import PartialState
+from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
+
+from trl_adpo.config import ADPOConfig
+from trl_adpo.trainer import ADPOTrainer
+from trl_adpo.examples.arithmetic import save_quickstart
+
+FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+@dataclass
+class ScriptArguments:
+    """Where the data comes from."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Training data: a Hub dataset name, a local dataset directory, or a local .jsonl, .json, .parquet "
+            "or .csv file. Rows are TRL preference examples: `prompt`/`chosen`/`rejected`, or `chosen`/`rejected` "
+            "with the prompt inside both, as text or as conversations."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Configuration name of a Hub dataset."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str = field(
+        default="test", metadata={"help": "Split to evaluate on, used when `dataset_name` has it."}
+    )
+    eval_dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Evaluation data of its own (same forms as `dataset_name`); its first split is used."},
+    )
+    quickstart_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Build the offline quickstart here if it is missing: a tiny Llama in `model/` and arithmetic "
+            "preference pairs in `train.jsonl` and `eval.jsonl` (see configs/quickstart.yaml)."
+        },
+    )
+
+
+def load_data(name: str, config: str | None, option: str) -> DatasetDict:
+    """Load a Hub dataset, a local dataset directory or a local data file, naming `option` in errors."""
+    path = Path(name)
+    file_format = FILE_FORMATS.get(path.suffix.lower())
+    if file_format is not None:
+        if not path.is_file():
+            raise FileNotFoundError(f"{option}: the file {name!r} does not exist (resolved to {path.resolve()}).")
+        return load_dataset(file_format, data_files=str(path))
+    try:
+        return load_dataset(name, config)
+    except Exception as error:
+        raise ValueError(
+            f"{option}: could not load {name!r} as a local dataset directory or a Hub dataset ({error}). Give a "
+            f"Hub dataset name, a directory, or a file ending in {', '.join(FILE_FORMATS)}."
+        ) from error
+
+
+def load_splits(script_args: ScriptArguments) -> tuple[Dataset, Dataset | None]:
+    """The train dataset and, when there is one, the eval dataset."""
+    if script_args.dataset_name is None:
+        raise ValueError("dataset_name is not set: give a Hub dataset name, a local directory, or a data file.")
+    data = load_data(script_args.dataset_name, script_args.dataset_config, "dataset_name")
+    if script_args.dataset_train_split not in data:
+        raise ValueError(
+            f"dataset_train_split: {script_args.dataset_name!r} has no split {script_args.dataset_train_split!r}; "
+            f"its splits are {list(data)}."
+        )
+    train = data[script_args.dataset_train_split]
+    if script_args.eval_dataset_name is not None:
+        evaluation = load_data(script_args.eval_dataset_name, None, "eval_dataset_name")
+        return train, next(iter(evaluation.values()))
+    return train, data.get(script_args.dataset_test_split)
+
+
+def check_hub_login(training_args: ADPOConfig) -> None:
+    """Fail before any work if the run is to be pushed to the Hub without a token or a repository name."""
+    if not training_args.push_to_hub:
+        return
+    if training_args.hub_model_id is None:
+        raise ValueError("push_to_hub is set but hub_model_id is not: name the repository, e.g. `you/model-adpo`.")
+    if (training_args.hub_token or get_token()) is None:
+        raise ValueError(
+            "push_to_hub is set but no Hugging Face token was found: run `hf auth login` (or set the HF_TOKEN "
+            "environment variable, or `hub_token`) before training."
+        )
+
+
+def trust_remote_code(model_args: ModelConfig, training_args: ADPOConfig) -> bool:
+    """TRL 0.28 keeps `trust_remote_code` in ModelConfig, TRL 1.x in the trainer's config."""
+    return getattr(model_args, "trust_remote_code", None) or getattr(training_args, "trust_remote_code", False)
+
+
+def load_model(model_args: ModelConfig, trust_code: bool) -> torch.nn.Module:
+    """The policy, quantized to 4 or 8 bits when `ModelConfig` asks for it."""
+    dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
+    kwargs = dict(
+        revision=model_args.model_revision,
+        attn_implementation=model_args.attn_implementation,
+        dtype=dtype,
+        trust_remote_code=trust_code,
+    )
+    quantization_config = get_quantization_config(model_args)
+    if quantization_config is not None:
+        # quantized weights go to this process's GPU; on a machine without one they stay on the CPU
+        device_map = {"": PartialState().local_process_index} if torch.cuda.is_available() else None
+        kwargs.update(quantization_config=quantization_config, device_map=device_map)
+    return AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
+
+
+def save_run_config(path: Path, *configs) -> None:
+    """Write the resolved options of the run next to the model, so that they travel with it to the Hub."""
+    resolved = {}
+    for config in configs:
+        values = config.to_dict() if hasattr(config, "to_dict") else asdict(config)
+        resolved[type(config).__name__] = {key: value for key, value in values.items() if "token" not in key}
+    path.write_text(yaml.safe_dump(resolved, sort_keys=False, default_flow_style=False))
+
+
+def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: ModelConfig) -> ADPOTrainer:
+    """Load the model, tokenizer and data, train, evaluate, save (and push); returns the trainer."""
+    check_hub_login(training_args)
+    if script_args.quickstart_dir is not None:
+        save_quickstart(script_args.quickstart_dir)
+    if model_args.model_name_or_path is None:
+        raise ValueError("model_name_or_path is not set: give a Hub model name or a local model directory.")
+    if Path(model_args.model_name_or_path).is_dir():  # saved adapters then find their base from any directory
+        model_args.model_name_or_path = str(Path(model_args.model_name_or_path).resolve())
+
+    train_dataset, eval_dataset = load_splits(script_args)
+    if training_args.eval_strategy != "no" and eval_dataset is None:
+        raise ValueError(
+            f"eval_strategy={training_args.eval_strategy!r} needs evaluation data: set eval_dataset_name, give "
+            f"dataset_name a {script_args.dataset_test_split!r} split, or set eval_strategy to 'no'."
+        )
+    trust_code = trust_remote_code(model_args, training_args)
+    model = load_model(model_args, trust_code)
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path, revision=model_args.model_revision, trust_remote_code=trust_code
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    trainer = ADPOTrainer(
+        model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_state()  # trainer_state.json: the log history of the run
+    if eval_dataset is not None:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+    output_dir = Path(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_run_config(output_dir / "training_config.yaml", script_args, model_args, training_args)
+    if training_args.push_to_hub:  # saves the model and its card in output_dir, then uploads the folder
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    else:
+        trainer.save_model(str(output_dir))
+        trainer.create_model_card(dataset_name=script_args.dataset_name)
+    trainer.accelerator.print(f"Model saved to {output_dir.resolve()}")
+    if training_args.push_to_hub:
+        trainer.accelerator.print(f"Model pushed to https://huggingface.co/{trainer.hub_model_id}")
+    return trainer
+
+
+DATACLASSES = (ScriptArguments, ADPOConfig, ModelConfig)
+
+
+def check_config_keys(path: Path) -> None:
+    """Raise if the YAML file is missing or has a key that is no option of the script, naming the file and key."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--config: the file {str(path)!r} does not exist.")
+    config = yaml.safe_load(path.read_text()) or {}
+    known = {f.name for dataclass_type in DATACLASSES for f in fields(dataclass_type)} | {"env"}
+    for key in config:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"{path}: unknown key {key!r}: it is no option of ADPOConfig, ModelConfig or the script's "
+                f"ScriptArguments.{hint} `trl-adpo train --help` lists them."
+            )
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, ADPOConfig, ModelConfig]:
+    """Parse `--config FILE` (YAML) and command-line flags, which override the file."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--config" in argv:
+        check_config_keys(Path(argv[argv.index("--config") + 1]))
+    return make_parser().parse_args_and_config(args=argv)
+
+
+def make_parser() -> TrlParser:
+    parser = TrlParser(DATACLASSES, prog="trl-adpo train")
+    for action in parser._actions:  # some DPOConfig help texts hold a bare '%', which breaks argparse's --help
+        if action.help:
+            action.help = re.sub(r"%(?![%(])", "%%", action.help)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(*parse_args(argv))
