@@ -96,3 +96,21 @@ def train_cli():
 def quickstart(tmp_path_factory) -> Path:
     """The offline quickstart's tiny model and arithmetic preference data, built once."""
     return save_quickstart(tmp_path_factory.mktemp("quickstart"))
+
+
+@pytest.fixture(scope="session")
+def critical_models(quickstart, tmp_path_factory) -> dict[str, Path]:
+    """A positive and a negative model for the quickstart's tokenizer, fully fine-tuned from its tiny model on the
+    correct and the wrong solutions of 1000 arithmetic pairs (3 epochs): enough to localise critical tokens."""
+    from trl_adpo.cli import train_critical
+    from trl_adpo.examples.arithmetic import preference_rows
+    from trl_adpo.pipeline.io import write_jsonl
+
+    work = tmp_path_factory.mktemp("critical")
+    write_jsonl(preference_rows(1000, seed=0, num_steps=3), work / "pairs.jsonl")
+    return train_critical.run(*train_critical.parse_args([
+        "--model_name_or_path", str(quickstart / "model"), "--dataset_name", str(work / "pairs.jsonl"),
+        "--output_dir", str(work), "--use_peft", "false", "--learning_rate", "3e-3", "--num_train_epochs", "3",
+        "--per_device_train_batch_size", "32", "--max_length", "128", "--bf16", "false", "--disable_tqdm", "true",
+        "--logging_steps", "1000",
+    ]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,8 +47,23 @@ def test_env_prints_the_versions_and_the_glue():
     assert "kernels" not in result.stderr  # bitsandbytes' line about an optional package is filtered
 
 
-@pytest.mark.parametrize("subcommand", ["train", "env"])
+@pytest.mark.parametrize("subcommand", ["train", "train-critical", "env"])
 def test_each_subcommand_has_help(subcommand):
     result = trl_adpo(subcommand, "--help")
     assert result.returncode == 0, result.stderr
     assert f"trl-adpo {subcommand}" in result.stdout
+
+
+def test_the_readme_cadpo_walk_runs_offline(tmp_path):
+    """The quickstart's data, the two critical-token models, then cADPO: the three commands of the README."""
+    for config in ("quickstart.yaml", "quickstart_critical.yaml", "quickstart_cadpo.yaml"):
+        result = trl_adpo("train-critical" if "critical" in config else "train", "--config",
+                          str(ROOT / "configs" / config), cwd=tmp_path)
+        assert result.returncode == 0, (config, result.stderr[-3000:])
+    for side in ("positive", "negative"):
+        assert (tmp_path / "outputs" / "quickstart-critical" / side / "model.safetensors").is_file()
+    card = (tmp_path / "outputs" / "quickstart-cadpo" / "README.md").read_text()
+    assert "| method | cADPO |" in card
+    state = json.loads((tmp_path / "outputs" / "quickstart-cadpo" / "trainer_state.json").read_text())
+    weights = [entry["adpo/rejected_weight_mean"] for entry in state["log_history"] if "loss" in entry]
+    assert weights and all(0 < w < 1 for w in weights)

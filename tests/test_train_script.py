@@ -14,12 +14,18 @@ import yaml
 from peft import AutoPeftModelForCausalLM
 from transformers import AutoModelForCausalLM
 
-from trl_adpo.examples.arithmetic import preference_rows, write_jsonl
+from trl_adpo.examples.arithmetic import preference_rows
+from trl_adpo.pipeline.io import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train_adpo.py"
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
-RECIPES = [c for c in CONFIGS if not c.name.startswith("quickstart") and not c.name.endswith("_8b.yaml")]
+CRITICAL_CONFIGS = [c for c in CONFIGS if "critical" in c.name]
+"""Configs of `trl-adpo train-critical`; the others are `trl-adpo train`'s."""
+RECIPES = [
+    c for c in CONFIGS
+    if not c.name.startswith("quickstart") and not c.name.endswith("_8b.yaml") and c not in CRITICAL_CONFIGS
+]
 
 
 def tiny_run(quickstart: Path, output_dir: Path, *extra: str) -> list[str]:
@@ -43,8 +49,11 @@ def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
 def test_every_config_parses_into_the_options_it_names(train_cli, config):
+    from trl_adpo.cli import train_critical
+
+    command = train_critical if config in CRITICAL_CONFIGS else train_cli
     # use_cpu lets TrainingArguments accept the GPU recipes' bf16 on this machine
-    script_args, training_args, model_args = train_cli.parse_args(["--config", str(config), "--use_cpu", "true"])
+    script_args, training_args, model_args = command.parse_args(["--config", str(config), "--use_cpu", "true"])
     written = yaml.safe_load(config.read_text())
     for key, value in written.items():
         if key == "report_to" and value == "none":
@@ -52,20 +61,24 @@ def test_every_config_parses_into_the_options_it_names(train_cli, config):
         owner = next(o for o in (script_args, training_args, model_args) if hasattr(o, key))
         parsed = getattr(owner, key)
         assert parsed == value or str(parsed) == str(value) or getattr(parsed, "value", None) == value, key
-    assert training_args.granularity in ("static", "adaptive", "step")
 
 
 @pytest.mark.parametrize("config", RECIPES, ids=lambda c: c.name)
-def test_each_family_recipe_trains_a_tiny_model(train_cli, quickstart, tmp_path, config):
-    trainer = train_cli.run(*train_cli.parse_args(["--config", str(config), *tiny_run(quickstart, tmp_path)]))
+def test_each_family_recipe_trains_a_tiny_model(train_cli, quickstart, critical_models, tmp_path, config):
+    extra = []
+    if config.name in ("cdpo.yaml", "cadpo.yaml"):  # the paper's recipes: LoRA in bfloat16, and the two models
+        extra = ["--positive_model", str(critical_models["positive"]), "--negative_model",
+                 str(critical_models["negative"]), "--dtype", "float32"]
+    trainer = train_cli.run(*train_cli.parse_args(["--config", str(config), *tiny_run(quickstart, tmp_path), *extra]))
     written = yaml.safe_load(config.read_text())
-    for key in ("granularity", "window_size", "num_segments", "step_delimiter", "label_smoothing", "beta"):
+    for key in ("granularity", "window_size", "num_segments", "step_delimiter", "label_smoothing", "beta",
+                "critical_token_gamma"):
         if key in written:
             assert getattr(trainer.args, key) == written[key]
     assert trainer.state.global_step == 2
-    AutoModelForCausalLM.from_pretrained(tmp_path)
+    (AutoPeftModelForCausalLM if trainer.args.critical_tokens else AutoModelForCausalLM).from_pretrained(tmp_path)
     card = (tmp_path / "README.md").read_text()
-    assert trainer.args.granularity_description in card
+    assert trainer.args.granularity_description in card and f"| method | {trainer.args.method_name} |" in card
 
 
 def test_the_8b_recipes_ask_for_lora_and_4bit(train_cli):

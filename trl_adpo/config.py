@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig
 
+from .critical_tokens import check_gamma
 from .objective import REDUCTIONS
 from .segmentation import DEFAULT_NUM_SEGMENTS, DEFAULT_WINDOW_SIZE, FAMILIES, check_granularity
 
@@ -39,9 +40,10 @@ class ADPOConfig(DPOConfig):
     granularity (`granularity="step"`) gives one segment per reasoning step, cut at `step_delimiter` or at the
     matches of `step_pattern` in the decoded completion. An option of another granularity than the one chosen is
     refused rather than ignored. `label_smoothing` > 0 gives the
-    conservative (label-smoothed) loss, an extra that is not the paper's; the paper's cADPO is ADPO with the
-    critical-token weights of cDPO. Options of DPO that ADPO cannot honour are rejected here (see
-    `UNSUPPORTED_OPTIONS`).
+    conservative (label-smoothed) loss, an extra that is not the paper's. With `positive_model` and `negative_model`
+    set, the trainer weighs each rejected token's log-ratio by its critical-token weight ``1 - p_ce`` (contrastive
+    estimation of cDPO, Lin et al. 2025): that is the paper's cADPO, and cDPO with `num_segments=1`. Options of DPO
+    that ADPO cannot honour are rejected here (see `UNSUPPORTED_OPTIONS`).
     """
 
     granularity: str = field(
@@ -82,6 +84,31 @@ class ADPOConfig(DPOConfig):
             r"step, for formats such as 'Step \d+:'; replaces `step_delimiter`."
         },
     )
+    positive_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "cDPO/cADPO: the positive model of contrastive estimation, fine-tuned from the policy's base on "
+            "correct solutions: a Hub name, a local model directory, or a LoRA adapter (see `trl-adpo "
+            "train-critical`). With `negative_model`, each rejected token's log-ratio is weighted by 1 - p_ce."
+        },
+    )
+    negative_model: str | None = field(
+        default=None,
+        metadata={"help": "cDPO/cADPO: the negative model, fine-tuned on incorrect solutions; same forms."},
+    )
+    critical_token_gamma: float = field(
+        default=1.0,
+        metadata={
+            "help": "cDPO/cADPO: the contrast strength gamma >= 0 in p_ce = softmax((1 + gamma) z_pos - gamma z_neg)"
+            "[token]; 1 is cDPO's."
+        },
+    )
+    weight_chosen_tokens: bool = field(
+        default=False,
+        metadata={
+            "help": "cDPO/cADPO: also weigh the chosen tokens, by p_ce (an extra; cDPO weighs the rejected side only)."
+        },
+    )
     segment_reduction: str = field(
         default="sum",
         metadata={
@@ -98,6 +125,7 @@ class ADPOConfig(DPOConfig):
         except ValueError as error:
             raise ValueError(f"ADPOConfig: {error}") from None
         self._check_step_options()
+        self._check_critical_token_options()
         if self.segment_reduction not in REDUCTIONS:
             raise ValueError(
                 f"ADPOConfig: segment_reduction must be one of {REDUCTIONS}, got {self.segment_reduction!r}."
@@ -145,6 +173,37 @@ class ADPOConfig(DPOConfig):
                 re.compile(self.step_pattern)
             except re.error as error:
                 raise ValueError(f"ADPOConfig: step_pattern {self.step_pattern!r} is no regular expression: {error}.") from None
+
+    def _check_critical_token_options(self) -> None:
+        given = [name for name in ("positive_model", "negative_model") if getattr(self, name)]
+        if len(given) == 1:
+            missing = ({"positive_model", "negative_model"} - set(given)).pop()
+            raise ValueError(
+                f"ADPOConfig: {given[0]} is set but {missing} is not: contrastive estimation needs both models (one "
+                "fine-tuned on correct, one on incorrect solutions; `trl-adpo train-critical` trains the pair)."
+            )
+        try:
+            check_gamma(self.critical_token_gamma)
+        except ValueError as error:
+            raise ValueError(f"ADPOConfig: critical_token_{error}") from None
+        if not given and (self.critical_token_gamma != 1.0 or self.weight_chosen_tokens):
+            name = "weight_chosen_tokens" if self.weight_chosen_tokens else "critical_token_gamma"
+            raise ValueError(
+                f"ADPOConfig: {name} applies to critical-token weights only: set positive_model and negative_model, "
+                f"or leave {name} at its default."
+            )
+
+    @property
+    def critical_tokens(self) -> bool:
+        """Whether the loss weighs tokens by contrastive estimation (cDPO, cADPO)."""
+        return bool(self.positive_model)
+
+    @property
+    def method_name(self) -> str:
+        """The method in the paper's words: DPO, ADPO, cDPO or cADPO (conservative when label smoothing is on)."""
+        dpo = self.granularity == "adaptive" and self.num_segments == 1
+        name = ("cDPO" if dpo else "cADPO") if self.critical_tokens else ("DPO" if dpo else "ADPO")
+        return f"conservative {name} (label smoothing)" if self.label_smoothing > 0 else name
 
     @property
     def granularity_description(self) -> str:

@@ -1,6 +1,6 @@
 """What `ADPOTrainer` does the same way on every TRL line: the loss call, its metrics, per-token alignment, the
-per-token dataset columns (reference log-probs, reasoning-step segment ids) and their collator, and the model card.
-The line-specific glue subclasses `ADPOTrainerMixin`.
+per-token dataset columns (reference log-probs, reasoning-step segment ids, critical-token weights) and their
+collator, and the model card. The line-specific glue subclasses `ADPOTrainerMixin`.
 """
 
 from __future__ import annotations
@@ -18,15 +18,33 @@ from trl import DPOTrainer
 from trl.trainer.utils import get_config_model_id, pad
 
 from .config import ADPOConfig
+from .critical_models import CriticalTokenModels
 from .data import scored_completion_spans
 from .objective import ADPOLossOutput, adpo_loss
 from .segmentation import step_segment_ids
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 SEGMENT_COLUMNS = ("chosen_segment_ids", "rejected_segment_ids")
-PER_TOKEN_COLUMNS = {**dict.fromkeys(REF_COLUMNS, torch.float32), **dict.fromkeys(SEGMENT_COLUMNS, torch.long)}
+WEIGHT_COLUMNS = ("chosen_weights", "rejected_weights")
+LOSS_COLUMNS = SEGMENT_COLUMNS + WEIGHT_COLUMNS
+"""The per-token columns that go to the loss, not to the model."""
+PER_TOKEN_COLUMNS = {
+    **dict.fromkeys(REF_COLUMNS, torch.float32),
+    **dict.fromkeys(SEGMENT_COLUMNS, torch.long),
+    **dict.fromkeys(WEIGHT_COLUMNS, torch.float32),
+}
 """Dataset columns that hold one value per scored completion token (column 0 the first scored token), and their
 dtypes once collated. TRL's collators do not know them: `PerTokenCollator` pads them."""
+
+CDPO_CITATION = textwrap.dedent("""\
+    @inproceedings{lin2025critical,
+        title         = {{Critical Tokens Matter: Token-Level Contrastive Estimation Enhances LLM's Reasoning Capability}},
+        author        = {Zicheng Lin and Tian Liang and Jiahao Xu and Qiuzhi Liu and Xing Wang and Ruilin Luo and Chufan Shi and Siheng Li and Yujiu Yang and Zhaopeng Tu},
+        year          = 2025,
+        booktitle     = {International Conference on Machine Learning (ICML)},
+        eprint        = {2411.19943},
+        archivePrefix = {arXiv},
+    }""")
 
 ADPO_CITATION = textwrap.dedent("""\
     @inproceedings{oi2026adpo,
@@ -134,6 +152,7 @@ class ADPOTrainerMixin:
 
     last_adpo_output: ADPOLossOutput | None = None
     """The ADPO output of the last batch, detached: per-pair losses, segment rewards, feedback lengths."""
+    _last_weight_stats: torch.Tensor | None = None
 
     @staticmethod
     def _adpo_args(model, args: ADPOConfig | None) -> ADPOConfig:
@@ -174,7 +193,8 @@ class ADPOTrainerMixin:
     ) -> ADPOLossOutput:
         """The ADPO loss of a batch from aligned per-token log-probs: (chosen, rejected) ``(B, T)`` each.
 
-        `batch` holds the per-token columns of the rows (step segment ids), aligned as the log-probs.
+        `batch` holds the per-token columns of the rows (step segment ids, critical-token weights), aligned as the
+        log-probs.
         """
         (chosen, rejected), (ref_chosen, ref_rejected) = policy, reference
         width_chosen, width_rejected = chosen.shape[1], rejected.shape[1]
@@ -193,16 +213,33 @@ class ADPOTrainerMixin:
             segmentation = dict(granularity="static", window_size=args.window_size)
         else:
             segmentation = dict(granularity="adaptive", num_segments=args.num_segments)
+        if args.critical_tokens and WEIGHT_COLUMNS[1] not in batch:
+            raise ValueError(
+                "This batch has no critical-token weights: ADPOTrainer computes them for the train and eval datasets "
+                "given at construction. Pass every eval dataset to the trainer when you build it."
+            )
+        weights = {
+            column: fit_width(batch[column].to(chosen.device), width, column)
+            for column, width in zip(WEIGHT_COLUMNS, (width_chosen, width_rejected))
+            if column in batch
+        }
         output = adpo_loss(
             chosen,
             rejected,
             *masks,
             beta=args.beta,
             **segmentation,
+            **weights,
             label_smoothing=args.label_smoothing,
             reduction=args.segment_reduction,
         )
         self.last_adpo_output = output.detach()
+        self._last_weight_stats = None
+        if WEIGHT_COLUMNS[1] in weights:
+            rejected_weights = weights[WEIGHT_COLUMNS[1]][masks[1]]
+            self._last_weight_stats = torch.stack(
+                [rejected_weights.sum(), (rejected_weights < 0.5).sum(), rejected_weights.new_tensor(rejected_weights.numel())]
+            ).float()
         return output
 
     def _segment_metrics(self) -> dict[str, float]:
@@ -211,24 +248,30 @@ class ADPOTrainerMixin:
         segments, wins, margins = self.accelerator.gather_for_metrics(
             (output.feedback_length, output.segment_wins, output.segment_margin_sum)
         )
-        return {
+        metrics = {
             "adpo/feedback_length": segments.float().mean().item(),
             "adpo/feedback_length_max": float(segments.max()),
             "adpo/segment_accuracy": (wins.sum() / segments.sum()).item(),
             "adpo/segment_margin": (margins.sum() / segments.sum()).item(),
         }
+        if self._last_weight_stats is not None:  # critical-token weights of the rejected tokens
+            weight_sum, below_half, tokens = self.accelerator.reduce(self._last_weight_stats, reduction="sum").tolist()
+            metrics["adpo/rejected_weight_mean"] = weight_sum / tokens
+            metrics["adpo/rejected_weight_below_half"] = below_half / tokens
+        return metrics
 
-    def _add_reference_columns(
+    def _add_per_token_columns(
         self,
         dataset: Dataset,
         batch_size: int,
-        name: str,
-        reference: Callable[[dict[str, Any]], tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]],
+        description: str,
+        columns: tuple[str, ...],
+        compute: Callable[[dict[str, Any]], tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]],
     ) -> Dataset:
-        """`dataset` plus `ref_chosen_logps` and `ref_rejected_logps`, each row's per-token reference log-probs.
+        """`dataset` plus `columns`, each row's per-token values (reference log-probs, critical-token weights).
 
-        `reference(batch)` gives the aligned per-token log-probs ``(B, T)`` of the chosen and rejected completions
-        and their masks. The processes share the batches; every process ends up with all the rows.
+        `compute(batch)` gives, for each column, the aligned per-token values ``(B, T)`` of a collated batch and
+        their masks. The processes share the batches; every process ends up with all the rows.
         """
         loader = DataLoader(
             dataset,
@@ -238,21 +281,77 @@ class ADPOTrainerMixin:
             pin_memory=self.args.dataloader_pin_memory,
             shuffle=False,
         )
-        rows: dict[str, list[list[float]]] = {column: [] for column in REF_COLUMNS}
+        rows: dict[str, list[list[float]]] = {column: [] for column in columns}
         computed_here = 0
-        for batch in tqdm(self.accelerator.prepare(loader), desc=f"Per-token reference log-probs of the {name} dataset"):
-            logps, masks = reference(batch)
-            computed_here += len(logps[0])
-            for column, values, mask in zip(REF_COLUMNS, logps, masks):
-                rows[column] += gather_rows(self.accelerator, values, mask)
+        for batch in tqdm(self.accelerator.prepare(loader), desc=description):
+            values, masks = compute(batch)
+            computed_here += len(values[0])
+            for column, value, mask in zip(columns, values, masks):
+                rows[column] += gather_rows(self.accelerator, value, mask)
         shares = self.accelerator.gather(torch.tensor([computed_here], device=self.accelerator.device)).tolist()
         self.accelerator.print(
-            f"Per-token reference log-probs of the {name} dataset: {len(rows[REF_COLUMNS[0]])} rows, computed by "
-            f"{len(shares)} process(es) in shares of {shares} (the last batch padded to an even split)"
+            f"{description}: {len(rows[columns[0]])} rows, computed by {len(shares)} process(es) in shares of "
+            f"{shares} (the last batch padded to an even split)"
         )
-        for column in REF_COLUMNS:
+        for column in columns:
             dataset = dataset.add_column(column, rows[column])
         return dataset
+
+    def _scored_sequences(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The ``(2B, L)`` input ids and attention mask the policy sees for a collated batch (chosen rows first),
+        and the ``(2B, L - 1)`` mask of the tokens it scores (True at column ``i`` for token ``i + 1``)."""
+        raise NotImplementedError
+
+    def _add_critical_token_weights(self) -> None:
+        """With `positive_model` and `negative_model` set: load the two models, add each row's critical-token weights
+        to the train and eval datasets (rejected tokens ``1 - p_ce``, chosen tokens ``p_ce`` with
+        `weight_chosen_tokens`), and free the models."""
+        args = self.args
+        if not args.critical_tokens:
+            return
+        policy = self.accelerator.unwrap_model(self.model)
+        models = CriticalTokenModels.load(
+            args.positive_model,
+            args.negative_model,
+            gamma=args.critical_token_gamma,
+            device=self.accelerator.device,
+            dtype=policy.dtype,
+            quantization_config=getattr(policy.config, "quantization_config", None),
+        )
+        tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
+        models.check_vocabulary(tokenizer, option="ADPOConfig: {side}_model")
+        columns = WEIGHT_COLUMNS if args.weight_chosen_tokens else WEIGHT_COLUMNS[1:]
+
+        def weights(batch: dict[str, Any]) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+            input_ids, attention_mask, scored = self._scored_sequences(batch)
+            probs, mask = left_align(models.token_probs(input_ids, attention_mask, scored), scored)
+            (chosen, rejected), (chosen_mask, rejected_mask) = probs.chunk(2), mask.chunk(2)
+            if args.weight_chosen_tokens:
+                return (chosen, 1 - rejected), (chosen_mask, rejected_mask)
+            return (1 - rejected,), (rejected_mask,)
+
+        batch_size = args.precompute_ref_batch_size or args.per_device_eval_batch_size
+        datasets = {"train": self.train_dataset}
+        if isinstance(self.eval_dataset, dict):
+            datasets.update(self.eval_dataset)
+        elif self.eval_dataset is not None:
+            datasets["eval"] = self.eval_dataset
+        for name, dataset in datasets.items():
+            if not isinstance(dataset, Dataset):
+                raise ValueError(
+                    f"Critical-token weights are computed once per row, which needs a map-style `datasets.Dataset`; "
+                    f"the {name} dataset is a {type(dataset).__name__}."
+                )
+            if columns[-1] not in dataset.column_names:
+                datasets[name] = self._add_per_token_columns(
+                    dataset, batch_size, f"Critical-token weights of the {name} dataset", columns, weights
+                )
+        models.free()
+        self.train_dataset = datasets.pop("train")
+        if isinstance(self.eval_dataset, dict):
+            self.eval_dataset = datasets
+        elif self.eval_dataset is not None:
+            self.eval_dataset = datasets["eval"]
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):
         """TRL's model card, naming ADPO and its paper, plus a section with the ADPO settings and the DPO citation."""
@@ -260,30 +359,42 @@ class ADPOTrainerMixin:
         if not self.is_world_process_zero():
             return
         args = self.args
-        method = "conservative ADPO (label smoothing)" if args.label_smoothing > 0 else "ADPO"
         section = [
             "",
             "## ADPO settings",
             "",
-            f"Trained with {method}, Autoregressive Direct Preference Optimization "
-            "([arXiv 2602.09533](https://arxiv.org/abs/2602.09533)), with the trl_adpo `ADPOTrainer`. ADPO extends "
-            "DPO ([arXiv 2305.18290](https://arxiv.org/abs/2305.18290)) by moving its sum over tokens outside the "
+            f"Trained with {args.method_name}, with the trl_adpo `ADPOTrainer`. ADPO, Autoregressive Direct Preference "
+            "Optimization ([arXiv 2602.09533](https://arxiv.org/abs/2602.09533)), extends DPO "
+            "([arXiv 2305.18290](https://arxiv.org/abs/2305.18290)) by moving its sum over tokens outside the "
             "log-sigmoid, one log-sigmoid per segment of the completion.",
+        ]
+        if args.critical_tokens:
+            section += [
+                "",
+                "The log-ratios are weighted by critical-token weights from contrastive estimation, as in cDPO "
+                "([Lin et al. 2025, arXiv 2411.19943](https://arxiv.org/abs/2411.19943)): a positive and a negative "
+                "model score each token with p_ce = softmax((1 + gamma) z_pos - gamma z_neg); rejected tokens weigh "
+                "1 - p_ce" + (", chosen tokens p_ce." if args.weight_chosen_tokens else ", chosen tokens 1."),
+            ]
+        section += [
             "",
             "| setting | value |",
             "| --- | --- |",
+            f"| method | {args.method_name} |",
             f"| granularity | {args.granularity_description} |",
             f"| segment reduction | {args.segment_reduction} |",
             f"| beta | {args.beta} |",
             f"| label smoothing | {args.label_smoothing} |",
-            f"| dataset | {dataset_name or 'not recorded'} |",
-            "",
-            "Cite DPO as:",
-            "",
-            "```bibtex",
-            DPOTrainer._paper["citation"],
-            "```",
-            "",
         ]
+        if args.critical_tokens:
+            section += [
+                f"| positive model | {args.positive_model} |",
+                f"| negative model | {args.negative_model} |",
+                f"| critical-token gamma | {args.critical_token_gamma} |",
+            ]
+        section += [f"| dataset | {dataset_name or 'not recorded'} |", "", "Cite DPO as:", "", "```bibtex"]
+        section += [DPOTrainer._paper["citation"], "```", ""]
+        if args.critical_tokens:
+            section += ["Cite cDPO's contrastive estimation as:", "", "```bibtex", CDPO_CITATION, "```", ""]
         card = Path(args.output_dir) / "README.md"
         card.write_text(card.read_text() + "\n".join(section))

@@ -22,7 +22,7 @@ from trl.trainer.utils import flush_left, flush_right, selective_log_softmax
 
 from .config import ADPOConfig
 from .data import check_preference_dataset, check_tokenized_dataset
-from .trainer_common import REF_COLUMNS, SEGMENT_COLUMNS, ADPOTrainerMixin, PerTokenCollator, left_align, with_step_columns
+from .trainer_common import LOSS_COLUMNS, REF_COLUMNS, ADPOTrainerMixin, PerTokenCollator, left_align, with_step_columns
 
 REFERENCE_DIR = "adpo_reference_logps"  # in a checkpoint: the precomputed per-token reference log-probs
 
@@ -41,6 +41,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         super().__init__(model, ref_model, self._adpo_args(model, args), data_collator, **kwargs)
         self._refuse_unsupported_models(self.is_encoder_decoder, self.is_vision_model)
         self.data_collator = PerTokenCollator(self.data_collator)
+        self._add_critical_token_weights()
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         if isinstance(dataset, Dataset):
@@ -58,6 +59,22 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
             return tuple(t[:, : self.max_length] for t in flush_left(*tensors))
         return flush_left(*(t[:, -self.max_length :] for t in flush_right(*tensors)))
 
+    def _sequences(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The ``(2B, L)`` input ids, attention mask and completion-token mask of a batch (chosen rows first), flushed
+        left and truncated as `DPOTrainer` does."""
+        inputs = self.concatenated_inputs(batch, padding_value=self.pad_token_id)
+        prompt_mask, completion_mask = inputs["prompt_attention_mask"], inputs["completion_attention_mask"]
+        attention_mask, input_ids, completion_positions = self._flush_and_truncate(
+            torch.cat((prompt_mask, completion_mask), dim=1),
+            torch.cat((inputs["prompt_input_ids"], inputs["completion_input_ids"]), dim=1),
+            torch.cat((torch.zeros_like(prompt_mask), completion_mask), dim=1),
+        )
+        return input_ids, attention_mask, completion_positions
+
+    def _scored_sequences(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        input_ids, attention_mask, completion_positions = self._sequences(batch)
+        return input_ids, attention_mask, completion_positions[:, 1:].bool()
+
     def concatenated_forward(
         self, model: nn.Module, batch: dict[str, Any], is_ref_model: bool = False
     ) -> dict[str, torch.Tensor]:
@@ -66,17 +83,12 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         Returns TRL's outputs (`chosen_logps`, `rejected_logps`: ``(B,)`` summed log-probs; `mean_chosen_logits`,
         `mean_rejected_logits`) and the per-token log-probs behind them: `chosen_token_logps` and
         `rejected_token_logps` ``(B, T)``, column 0 the first scored completion token, with their boolean masks
-        `chosen_mask` and `rejected_mask` ``(B, T)``. `is_ref_model` is TRL's argument, unused here (it only serves
-        length desensitization, which ADPOConfig refuses).
+        `chosen_mask` and `rejected_mask` ``(B, T)``, and the batch's per-token loss columns (step segment ids,
+        critical-token weights), aligned alike, when it has them. `is_ref_model` is TRL's argument, unused here (it
+        only serves length desensitization, which ADPOConfig refuses).
         """
         num_pairs = batch["prompt_input_ids"].shape[0]
-        inputs = self.concatenated_inputs(batch, padding_value=self.pad_token_id)
-        prompt_mask, completion_mask = inputs["prompt_attention_mask"], inputs["completion_attention_mask"]
-        attention_mask, input_ids, completion_positions = self._flush_and_truncate(
-            torch.cat((prompt_mask, completion_mask), dim=1),
-            torch.cat((inputs["prompt_input_ids"], inputs["completion_input_ids"]), dim=1),
-            torch.cat((torch.zeros_like(prompt_mask), completion_mask), dim=1),
-        )
+        input_ids, attention_mask, completion_positions = self._sequences(batch)
         # Logits at position i predict token i + 1: score tokens from `first` on (the first position has no context).
         first = 1
         model_kwargs: dict[str, Any] = {"attention_mask": attention_mask, "use_cache": False}
@@ -99,7 +111,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
             "rejected_token_logps": aligned[num_pairs:],
             "chosen_mask": mask[:num_pairs],
             "rejected_mask": mask[num_pairs:],
-            **{column: batch[column] for column in SEGMENT_COLUMNS if column in batch},
+            **{column: batch[column] for column in LOSS_COLUMNS if column in batch},
         }
 
     def _reference_forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -133,7 +145,9 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
             logps = (output["chosen_token_logps"], output["rejected_token_logps"])
             return logps, (output["chosen_mask"], output["rejected_mask"])
 
-        return self._add_reference_columns(dataset, batch_size, name, reference)
+        return self._add_per_token_columns(
+            dataset, batch_size, f"Per-token reference log-probs of the {name} dataset", REF_COLUMNS, reference
+        )
 
     def _precompute_eval_datasets(self) -> None:
         """Add per-token reference log-probs to every eval dataset given at construction."""

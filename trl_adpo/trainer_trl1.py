@@ -20,7 +20,7 @@ from trl import DPOTrainer
 
 from .config import ADPOConfig
 from .data import check_preference_dataset, check_tokenized_dataset
-from .trainer_common import REF_COLUMNS, SEGMENT_COLUMNS, ADPOTrainerMixin, PerTokenCollator, left_align, with_step_columns
+from .trainer_common import LOSS_COLUMNS, REF_COLUMNS, ADPOTrainerMixin, PerTokenCollator, left_align, with_step_columns
 
 ROW_COLUMN = "adpo_row"  # the row numbers of a raw dataset, to name rows that TRL's tokenization drops
 
@@ -53,6 +53,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         super().__init__(model, ref_model, self._adpo_args(model, args), data_collator, **kwargs)
         self._refuse_unsupported_models(getattr(self.model.config, "is_encoder_decoder", False), self._is_vision_dataset)
         self.data_collator = PerTokenCollator(self.data_collator)
+        self._add_critical_token_weights()
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         """TRL's preparation, between the checks of the raw rows and of the tokenized ones.
@@ -92,11 +93,16 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
             logps, mask = self._reference_token_logps(model, batch)
             return logps.chunk(2), mask.chunk(2)
 
-        return self._add_reference_columns(dataset, batch_size, name, reference)
+        return self._add_per_token_columns(
+            dataset, batch_size, f"Per-token reference log-probs of the {name} dataset", REF_COLUMNS, reference
+        )
+
+    def _scored_sequences(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return batch["input_ids"], batch["attention_mask"], batch["completion_mask"][:, 1:].bool()
 
     def _compute_loss(self, model, inputs, return_outputs):
         """TRL's forward passes and metrics, with the ADPO loss of the per-token log-probs they computed."""
-        per_token = {column: inputs[column] for column in SEGMENT_COLUMNS if column in inputs}
+        per_token = {column: inputs[column] for column in LOSS_COLUMNS if column in inputs}
         inputs = {key: value for key, value in inputs.items() if key not in per_token}  # TRL passes the rest to the model
         precomputed = REF_COLUMNS[0] in inputs
         if precomputed:  # TRL's metrics read summed reference log-probs

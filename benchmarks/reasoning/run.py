@@ -33,7 +33,8 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from trl_adpo.cli import train as train_cli
-from trl_adpo.examples.arithmetic import WORDS, Problem, sample_problem, write_jsonl
+from trl_adpo.examples.arithmetic import WORDS, Problem, sample_problem
+from trl_adpo.pipeline.io import write_jsonl
 from trl_adpo.examples.tiny import build_tiny_llama, build_word_tokenizer
 
 HERE = Path(__file__).resolve().parent

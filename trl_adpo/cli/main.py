@@ -16,6 +16,10 @@ import warnings
 
 SUBCOMMANDS = {
     "train": ("trl_adpo.cli.train", "Train a model with ADPO from a YAML config and command-line options."),
+    "train-critical": (
+        "trl_adpo.cli.train_critical",
+        "Train the positive and negative critical-token models of cDPO/cADPO on verified samples.",
+    ),
     "env": ("trl_adpo.cli.env", "Print the versions that matter for a bug report (torch, TRL and its glue, CUDA...)."),
 }
 THIRD_PARTY = r"(trl|transformers|accelerate|peft|datasets|torch|bitsandbytes|deepspeed|huggingface_hub)(\.|$)"

@@ -18,26 +18,23 @@ Every option of `ADPOConfig` (TRL's `DPOConfig` plus the granularity), TRL's `Mo
 
 from __future__ import annotations
 
-import difflib
-import re
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import yaml
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset
+from accelerate import PartialState
 from huggingface_hub import get_token
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from accelerate import PartialState
-from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
+from trl import ModelConfig, get_peft_config, get_quantization_config
 
+from trl_adpo.cli.parsing import ConfigParser
 from trl_adpo.config import ADPOConfig
-from trl_adpo.trainer import ADPOTrainer
 from trl_adpo.examples.arithmetic import save_quickstart
-
-FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-
+from trl_adpo.pipeline.io import load_data
+from trl_adpo.trainer import ADPOTrainer
 
 @dataclass
 class ScriptArguments:
@@ -67,23 +64,6 @@ class ScriptArguments:
             "preference pairs in `train.jsonl` and `eval.jsonl` (see configs/quickstart.yaml)."
         },
     )
-
-
-def load_data(name: str, config: str | None, option: str) -> DatasetDict:
-    """Load a Hub dataset, a local dataset directory or a local data file, naming `option` in errors."""
-    path = Path(name)
-    file_format = FILE_FORMATS.get(path.suffix.lower())
-    if file_format is not None:
-        if not path.is_file():
-            raise FileNotFoundError(f"{option}: the file {name!r} does not exist (resolved to {path.resolve()}).")
-        return load_dataset(file_format, data_files=str(path))
-    try:
-        return load_dataset(name, config)
-    except Exception as error:
-        raise ValueError(
-            f"{option}: could not load {name!r} as a local dataset directory or a Hub dataset ({error}). Give a "
-            f"Hub dataset name, a directory, or a file ending in {', '.join(FILE_FORMATS)}."
-        ) from error
 
 
 def load_splits(script_args: ScriptArguments) -> tuple[Dataset, Dataset | None]:
@@ -204,36 +184,13 @@ def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: Mod
 DATACLASSES = (ScriptArguments, ADPOConfig, ModelConfig)
 
 
-def check_config_keys(path: Path) -> None:
-    """Raise if the YAML file is missing or has a key that is no option of the script, naming the file and key."""
-    if not path.is_file():
-        raise FileNotFoundError(f"--config: the file {str(path)!r} does not exist.")
-    config = yaml.safe_load(path.read_text()) or {}
-    known = {f.name for dataclass_type in DATACLASSES for f in fields(dataclass_type)} | {"env"}
-    for key in config:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(
-                f"{path}: unknown key {key!r}: it is no option of ADPOConfig, ModelConfig or the script's "
-                f"ScriptArguments.{hint} `trl-adpo train --help` lists them."
-            )
+def make_parser() -> ConfigParser:
+    return ConfigParser(DATACLASSES, prog="trl-adpo train")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, ADPOConfig, ModelConfig]:
     """Parse `--config FILE` (YAML) and command-line flags, which override the file."""
-    argv = sys.argv[1:] if argv is None else argv
-    if "--config" in argv:
-        check_config_keys(Path(argv[argv.index("--config") + 1]))
-    return make_parser().parse_args_and_config(args=argv)
-
-
-def make_parser() -> TrlParser:
-    parser = TrlParser(DATACLASSES, prog="trl-adpo train")
-    for action in parser._actions:  # some DPOConfig help texts hold a bare '%', which breaks argparse's --help
-        if action.help:
-            action.help = re.sub(r"%(?![%(])", "%%", action.help)
-    return parser
+    return make_parser().parse(sys.argv[1:] if argv is None else argv)
 
 
 def main(argv: list[str] | None = None) -> None:

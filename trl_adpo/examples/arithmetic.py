@@ -12,12 +12,12 @@ the offline quickstart (`save_quickstart`) and the reasoning benchmark.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..pipeline.io import write_jsonl
 from .tiny import save_tiny_model
 
 VARIABLES = "abcdefghij"
@@ -92,10 +92,6 @@ def preference_rows(count: int, seed: int, num_steps: int = 3) -> list[dict[str,
         problem = sample_problem(rng, num_steps)
         rows.append({"prompt": problem.prompt, "chosen": problem.solution(), "rejected": wrong_solution(problem, rng)})
     return rows
-
-
-def write_jsonl(rows: list[dict], path: Path) -> None:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def save_quickstart(directory: str | Path) -> Path:

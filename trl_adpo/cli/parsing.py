@@ -1,0 +1,48 @@
+"""Options from a YAML file and the command line, as TRL's scripts take them (`TrlParser`), with clear errors."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
+from trl import TrlParser
+
+
+class ConfigParser(TrlParser):
+    """`TrlParser` over `dataclass_types` for the command `prog`, with command-specific `defaults`.
+
+    A YAML file given with `--config` is checked first: a missing file, or a key that is no option of any of the
+    dataclasses, is reported with the file, the key and the closest option. The file overrides `defaults`, and
+    command-line flags override the file.
+    """
+
+    def __init__(self, dataclass_types: tuple[type, ...], prog: str, **defaults):
+        super().__init__(dataclass_types, prog=prog)
+        self.dataclass_types_ = dataclass_types
+        self.set_defaults(**defaults)
+        for action in self._actions:  # some TRL help texts hold a bare '%', which breaks argparse's --help
+            if action.help:
+                action.help = re.sub(r"%(?![%(])", "%%", action.help)
+
+    def check_config_keys(self, path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(f"--config: the file {str(path)!r} does not exist.")
+        config = yaml.safe_load(path.read_text()) or {}
+        known = {f.name for dataclass_type in self.dataclass_types_ for f in fields(dataclass_type)} | {"env"}
+        names = ", ".join(dataclass_type.__name__ for dataclass_type in self.dataclass_types_)
+        for key in config:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"{path}: unknown key {key!r}: it is no option of {names}.{hint} `{self.prog} --help` lists them."
+                )
+
+    def parse(self, argv: list[str]) -> tuple:
+        """The dataclasses, from `--config FILE` (YAML) and command-line flags."""
+        if "--config" in argv:
+            self.check_config_keys(Path(argv[argv.index("--config") + 1]))
+        return self.parse_args_and_config(args=argv)

@@ -1,0 +1,167 @@
+"""The positive and negative models of contrastive estimation, loaded for scoring (no TRL).
+
+Each is a Hub model name, a local model directory, or a LoRA adapter (directory or Hub name). Two adapters of one
+base share one copy of the base, switched between them; a policy quantized to 4 or 8 bits has its quantization
+repeated on the base, so that scoring fits where training does.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from .critical_tokens import DEFAULT_CHUNK_SIZE, contrastive_token_probs
+
+SIDES = ("positive", "negative")
+
+
+def adapter_base(name: str) -> str | None:
+    """The base model of a LoRA adapter (local directory or Hub name), or None if `name` is no adapter."""
+    config = Path(name) / "adapter_config.json"
+    if config.is_file():
+        return json.loads(config.read_text())["base_model_name_or_path"]
+    if Path(name).exists():
+        return None
+    try:
+        from peft import PeftConfig
+
+        return PeftConfig.from_pretrained(name).base_model_name_or_path
+    except Exception:  # a full model on the Hub, or no network: load it as a model
+        return None
+
+
+def output_head(model: nn.Module):
+    """Hidden states ``(N, H)`` to logits ``(N, V)``: the output layer, and the final soft-capping of models that
+    have one (Gemma 2)."""
+    head = model.get_output_embeddings()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if not cap:
+        return head
+    return lambda hidden: torch.tanh(head(hidden) / cap) * cap
+
+
+@dataclass
+class CriticalTokenModels:
+    """The two models, ready to score sequences with `token_probs`."""
+
+    models: dict[str, nn.Module]
+    """The model of each side; both sides may be the same `PeftModel` with two adapters."""
+    names: dict[str, str]
+    gamma: float = 1.0
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+
+    @classmethod
+    def load(
+        cls,
+        positive: str,
+        negative: str,
+        *,
+        gamma: float = 1.0,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | None = None,
+        quantization_config=None,
+        trust_remote_code: bool = False,
+    ) -> CriticalTokenModels:
+        names = {"positive": positive, "negative": negative}
+        kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code)
+        if quantization_config is not None:
+            kwargs.update(quantization_config=quantization_config, device_map={"": device})
+        bases = {side: adapter_base(name) for side, name in names.items()}
+        models: dict[str, nn.Module] = {}
+        if bases["positive"] is not None and bases["positive"] == bases["negative"]:
+            from peft import PeftModel
+
+            base = AutoModelForCausalLM.from_pretrained(bases["positive"], **kwargs)
+            shared = PeftModel.from_pretrained(base, positive, adapter_name="positive")
+            shared.load_adapter(negative, adapter_name="negative")
+            models = {"positive": shared, "negative": shared}
+        else:
+            for side, name in names.items():
+                if bases[side] is None:
+                    models[side] = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+                else:
+                    from peft import AutoPeftModelForCausalLM
+
+                    models[side] = AutoPeftModelForCausalLM.from_pretrained(name, **kwargs)
+        for model in {id(m): m for m in models.values()}.values():
+            model.eval()
+            if quantization_config is None:
+                model.to(device)
+        return cls(models, names, gamma)
+
+    def check_vocabulary(self, tokenizer: PreTrainedTokenizerBase, option: str = "{side}_model") -> None:
+        """Raise `ValueError` unless each model scores the tokenizer's vocabulary: as many output rows as the
+        tokenizer has tokens or more, and the same vocabulary where a tokenizer is saved with the model."""
+        for side, name in self.names.items():
+            rows = self.models[side].get_output_embeddings().weight.shape[0]
+            saved = None
+            try:
+                saved = AutoTokenizer.from_pretrained(name)
+            except Exception:  # no tokenizer saved with the model: its output size must do
+                pass
+            if rows < len(tokenizer) or (saved is not None and saved.get_vocab() != tokenizer.get_vocab()):
+                size = len(saved) if saved is not None else rows
+                raise ValueError(
+                    f"{option.format(side=side)}={name!r}: its vocabulary ({size} tokens) differs from the policy's "
+                    f"tokenizer ({len(tokenizer)} tokens). The positive and negative models must be fine-tuned from "
+                    "the policy's base model, with its tokenizer (trl-adpo train-critical does so)."
+                )
+
+    def _activate(self, side: str) -> nn.Module:
+        """The side's model, with the side's adapter active where both sides share one base."""
+        model = self.models[side]
+        if side in getattr(model, "peft_config", {}):
+            model.set_adapter(side)
+        return model
+
+    def _hidden_states(self, side: str, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        model = self._activate(side)
+        decoder = model.get_base_model().get_decoder() if hasattr(model, "get_base_model") else model.get_decoder()
+        return decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+
+    def _head(self, side: str):
+        """The side's output head, run under the side's adapter."""
+        head = output_head(self.models[side])
+
+        def logits(hidden: torch.Tensor) -> torch.Tensor:
+            self._activate(side)
+            return head(hidden)
+
+        return logits
+
+    @torch.no_grad()
+    def token_probs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+        """``p_ce`` of the tokens of right- or left-padded sequences.
+
+        Args:
+            input_ids: ``(N, L)`` token ids.
+            attention_mask: ``(N, L)`` 1 on real tokens.
+            scored: ``(N, L - 1)`` boolean, True where token ``i + 1`` is to be scored (a completion token).
+
+        Returns:
+            ``(N, L - 1)`` float32: ``p_ce`` of token ``i + 1`` at column ``i`` where `scored`, 0 elsewhere.
+        """
+        hidden = {side: self._hidden_states(side, input_ids, attention_mask)[:, :-1] for side in SIDES}
+        return contrastive_token_probs(
+            hidden["positive"],
+            hidden["negative"],
+            self._head("positive"),
+            self._head("negative"),
+            input_ids[:, 1:],
+            scored,
+            gamma=self.gamma,
+            chunk_size=self.chunk_size,
+        )
+
+    def free(self) -> None:
+        """Drop the models and return their memory."""
+        self.models.clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
