@@ -47,7 +47,7 @@ def test_env_prints_the_versions_and_the_glue():
     assert "kernels" not in result.stderr  # bitsandbytes' line about an optional package is filtered
 
 
-@pytest.mark.parametrize("subcommand", ["train", "train-critical", "env"])
+@pytest.mark.parametrize("subcommand", ["train", "sample", "pairs", "train-critical", "evaluate", "env"])
 def test_each_subcommand_has_help(subcommand):
     result = trl_adpo(subcommand, "--help")
     assert result.returncode == 0, result.stderr

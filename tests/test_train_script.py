@@ -19,13 +19,23 @@ from trl_adpo.pipeline.io import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train_adpo.py"
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+CONFIGS = sorted((ROOT / "configs").glob("**/*.yaml"))
 CRITICAL_CONFIGS = [c for c in CONFIGS if "critical" in c.name]
-"""Configs of `trl-adpo train-critical`; the others are `trl-adpo train`'s."""
+PAPER_RECIPES = sorted((ROOT / "configs" / "paper").glob("*/*.yaml"))
 RECIPES = [
     c for c in CONFIGS
-    if not c.name.startswith("quickstart") and not c.name.endswith("_8b.yaml") and c not in CRITICAL_CONFIGS
-]
+    if c.parent.name == "configs" and not c.name.startswith("quickstart") and not c.name.endswith("_8b.yaml")
+    and c not in CRITICAL_CONFIGS
+] + [c for c in PAPER_RECIPES if c.parent.name == "llama3_8b"]
+
+
+def command_for(config: Path):
+    """The `trl-adpo` subcommand module a config is for."""
+    from trl_adpo.cli import evaluate, sample, train, train_critical
+
+    if config in CRITICAL_CONFIGS:
+        return train_critical
+    return {"sample": sample, "evaluate": evaluate}.get(config.name.split("_")[0], train)
 
 
 def tiny_run(quickstart: Path, output_dir: Path, *extra: str) -> list[str]:
@@ -47,28 +57,28 @@ def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 # --- every config -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
-def test_every_config_parses_into_the_options_it_names(train_cli, config):
-    from trl_adpo.cli import train_critical
-
-    command = train_critical if config in CRITICAL_CONFIGS else train_cli
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c.parent.name != "accelerate"],
+                         ids=lambda c: str(c.relative_to(ROOT / "configs")))
+def test_every_config_parses_into_the_options_it_names(config):
+    command = command_for(config)
     # use_cpu lets TrainingArguments accept the GPU recipes' bf16 on this machine
-    script_args, training_args, model_args = command.parse_args(["--config", str(config), "--use_cpu", "true"])
+    extra = ["--use_cpu", "true"] if command.__name__.endswith(("train", "train_critical")) else []
+    parsed_args = command.make_parser().parse(["--config", str(config), *extra])
     written = yaml.safe_load(config.read_text())
     for key, value in written.items():
         if key == "report_to" and value == "none":
             value = []  # TrainingArguments' spelling of "none"
-        owner = next(o for o in (script_args, training_args, model_args) if hasattr(o, key))
+        owner = next(o for o in parsed_args if hasattr(o, key))
         parsed = getattr(owner, key)
         assert parsed == value or str(parsed) == str(value) or getattr(parsed, "value", None) == value, key
 
 
-@pytest.mark.parametrize("config", RECIPES, ids=lambda c: c.name)
+@pytest.mark.parametrize("config", RECIPES, ids=lambda c: str(c.relative_to(ROOT / "configs")))
 def test_each_family_recipe_trains_a_tiny_model(train_cli, quickstart, critical_models, tmp_path, config):
-    extra = []
-    if config.name in ("cdpo.yaml", "cadpo.yaml"):  # the paper's recipes: LoRA in bfloat16, and the two models
-        extra = ["--positive_model", str(critical_models["positive"]), "--negative_model",
-                 str(critical_models["negative"]), "--dtype", "float32"]
+    extra = ["--dtype", "float32"] if "dtype" in yaml.safe_load(config.read_text()) else []  # the paper's bf16 LoRA
+    if config.name in ("cdpo.yaml", "cadpo.yaml"):  # and their two critical-token models
+        extra += ["--positive_model", str(critical_models["positive"]), "--negative_model",
+                  str(critical_models["negative"])]
     trainer = train_cli.run(*train_cli.parse_args(["--config", str(config), *tiny_run(quickstart, tmp_path), *extra]))
     written = yaml.safe_load(config.read_text())
     for key in ("granularity", "window_size", "num_segments", "step_delimiter", "label_smoothing", "beta",

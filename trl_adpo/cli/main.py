@@ -16,10 +16,13 @@ import warnings
 
 SUBCOMMANDS = {
     "train": ("trl_adpo.cli.train", "Train a model with ADPO from a YAML config and command-line options."),
+    "sample": ("trl_adpo.cli.sample", "Sample and verify n completions per problem (resumable), for preference pairs."),
+    "pairs": ("trl_adpo.cli.pairs", "Build preference pairs (and critical-token training sets) from verified samples."),
     "train-critical": (
         "trl_adpo.cli.train_critical",
         "Train the positive and negative critical-token models of cDPO/cADPO on verified samples.",
     ),
+    "evaluate": ("trl_adpo.cli.evaluate", "Few-shot accuracy of a model on verified problems, with its 95% interval."),
     "env": ("trl_adpo.cli.env", "Print the versions that matter for a bug report (torch, TRL and its glue, CUDA...)."),
 }
 THIRD_PARTY = r"(trl|transformers|accelerate|peft|datasets|torch|bitsandbytes|deepspeed|huggingface_hub)(\.|$)"

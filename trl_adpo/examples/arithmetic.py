@@ -94,17 +94,28 @@ def preference_rows(count: int, seed: int, num_steps: int = 3) -> list[dict[str,
     return rows
 
 
+def problem_rows(count: int, seed: int, num_steps: int = 3) -> list[dict[str, str]]:
+    """Problems for sampling and evaluation (`trl-adpo sample --task arithmetic`): `prompt`, `answer` (the digit) and
+    `solution` (the worked solution)."""
+    rng = random.Random(seed)
+    problems = [sample_problem(rng, num_steps) for _ in range(count)]
+    return [{"prompt": p.prompt, "answer": str(p.answer), "solution": p.solution()} for p in problems]
+
+
 def save_quickstart(directory: str | Path) -> Path:
     """Build the offline quickstart in `directory`, unless it is there already.
 
-    Writes `model/` (a tiny Llama and its word-level tokenizer, in HF format), `train.jsonl` (512 preference pairs)
-    and `eval.jsonl` (64 pairs of other problems).
+    Writes `model/` (a tiny Llama and its word-level tokenizer, in HF format), `train.jsonl` (512 preference pairs),
+    `eval.jsonl` (64 pairs of other problems), and `problems.jsonl` / `heldout.jsonl` (256 and 128 problems with
+    their answers, for `trl-adpo sample` and `trl-adpo evaluate --task arithmetic`).
     """
     directory = Path(directory)
-    if (directory / "eval.jsonl").exists():
+    if (directory / "heldout.jsonl").exists():
         return directory
     directory.mkdir(parents=True, exist_ok=True)
     save_tiny_model(directory / "model", WORDS, hidden_size=64, num_layers=2, num_heads=4)
     write_jsonl(preference_rows(512, seed=0), directory / "train.jsonl")
     write_jsonl(preference_rows(64, seed=1), directory / "eval.jsonl")
+    write_jsonl(problem_rows(256, seed=2), directory / "problems.jsonl")
+    write_jsonl(problem_rows(128, seed=3), directory / "heldout.jsonl")
     return directory

@@ -1,0 +1,53 @@
+"""`trl-adpo sample`: verified samples, `n` completions per problem from a model, for preference pairs.
+
+```bash
+trl-adpo sample --task gsm8k --dataset_name openai/gsm8k --dataset_config main \
+    --model_name_or_path meta-llama/Meta-Llama-3-8B --n 16 --temperature 0.8 --output samples.jsonl
+```
+
+Writes one JSON line per sample (`problem_id`, `prompt`, `completion`, `answer`, `reference`, `correct`). An
+interrupted run resumes where it stopped when started again with the same options.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from trl_adpo.cli.parsing import ConfigParser
+from trl_adpo.pipeline.generation import GenerationArguments, generate, load_for_generation
+from trl_adpo.pipeline.problems import ProblemSource, load_problems
+from trl_adpo.pipeline.sampling import SampleSummary, check_sampling, sample_solutions
+
+
+@dataclass
+class SampleOutput:
+    output: str = field(default="samples.jsonl", metadata={"help": "The JSON Lines file of verified samples."})
+
+
+def run(source: ProblemSource, generation: GenerationArguments, output: SampleOutput) -> SampleSummary:
+    check_sampling(generation.n, generation.temperature)
+    if generation.model_name_or_path is None:
+        raise ValueError("model_name_or_path is not set: give the model to sample from.")
+    problems, task, verifier = load_problems(source)  # every data check before the model loads
+    model, tokenizer = load_for_generation(generation.model_name_or_path, generation.dtype)
+    sample = partial(
+        generate, model, tokenizer, n=generation.n, temperature=generation.temperature, top_p=generation.top_p,
+        max_new_tokens=generation.max_new_tokens, stop=generation.stop if generation.stop is not None else task.stop,
+    )
+    summary = sample_solutions(
+        problems, lambda prompts, seed: sample(prompts, seed=seed), verifier, Path(output.output),
+        n=generation.n, batch_size=generation.batch_size, seed=generation.seed,
+    )
+    print(f"Wrote {Path(output.output).resolve()}: {summary}")
+    return summary
+
+
+def make_parser() -> ConfigParser:
+    return ConfigParser((ProblemSource, GenerationArguments, SampleOutput), prog="trl-adpo sample", n=8, temperature=1.0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(*make_parser().parse(sys.argv[1:] if argv is None else argv))
