@@ -47,7 +47,7 @@ def test_env_prints_the_versions_and_the_glue():
     assert "kernels" not in result.stderr  # bitsandbytes' line about an optional package is filtered
 
 
-@pytest.mark.parametrize("subcommand", ["train", "sample", "pairs", "train-critical", "evaluate", "env"])
+@pytest.mark.parametrize("subcommand", ["train", "sample", "pairs", "train-critical", "evaluate", "plot", "inspect", "env"])
 def test_each_subcommand_has_help(subcommand):
     result = trl_adpo(subcommand, "--help")
     assert result.returncode == 0, result.stderr
@@ -67,3 +67,171 @@ def test_the_readme_cadpo_walk_runs_offline(tmp_path):
     state = json.loads((tmp_path / "outputs" / "quickstart-cadpo" / "trainer_state.json").read_text())
     weights = [entry["adpo/rejected_weight_mean"] for entry in state["log_history"] if "loss" in entry]
     assert weights and all(0 < w < 1 for w in weights)
+
+
+# --- plot ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_runs(quickstart, tmp_path_factory):
+    """Two short logged runs of the quickstart model: ADPO m=256 with evaluations, and DPO."""
+    from trl_adpo.cli import train
+
+    runs = tmp_path_factory.mktemp("runs")
+    for name, extra in (("adpo", ["--eval_strategy", "steps", "--eval_steps", "2", "--eval_dataset_name",
+                                  str(quickstart / "eval.jsonl")]), ("dpo", ["--num_segments", "1"])):
+        train.run(*train.parse_args([
+            "--model_name_or_path", str(quickstart / "model"), "--dataset_name", str(quickstart / "train.jsonl"),
+            "--output_dir", str(runs / name), "--max_steps", "4", "--logging_steps", "1", "--bf16", "false",
+            "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true", "--plot", "false", *extra,
+        ]))
+    return runs
+
+
+def drawn_points(png: Path) -> dict:
+    from PIL import Image
+
+    return json.loads(Image.open(png).info["Description"])
+
+
+def test_plot_draws_every_logged_step_of_a_run_and_overlays_another(two_runs, tmp_path):
+    assert not (two_runs / "adpo" / "training_dynamics.png").exists()  # --plot false
+    result = trl_adpo("plot", str(two_runs / "adpo"))
+    assert result.returncode == 0, result.stderr
+    history = json.loads((two_runs / "adpo" / "trainer_state.json").read_text())["log_history"]
+    drawn = drawn_points(two_runs / "adpo" / "training_dynamics.png")["adpo"]
+    for key in ("logps/chosen", "logps/rejected", "rewards/margins", "adpo/segment_accuracy", "eval_logps/chosen"):
+        assert drawn[key] == sum(key in entry for entry in history) > 0, key
+    assert drawn["logps/chosen"] == 4 and drawn["eval_logps/chosen"] >= 2
+
+    result = trl_adpo("plot", str(two_runs / "dpo"), str(two_runs / "adpo"), "--labels", "DPO", "ADPO",
+                      "--output", str(tmp_path / "both.png"))
+    assert result.returncode == 0, result.stderr
+    both = drawn_points(tmp_path / "both.png")
+    assert set(both) == {"DPO", "ADPO"} and both["ADPO"] == drawn and "eval_logps/chosen" not in both["DPO"]
+
+
+def test_plot_of_a_directory_without_a_run_says_what_to_give(tmp_path):
+    result = trl_adpo("plot", str(tmp_path))
+    assert result.returncode == 1
+    assert "has no trainer_state.json: give the output_dir of a finished run" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- inspect ------------------------------------------------------------------------------------------------------
+
+PAIR = ["--prompt", "a = 7 ; b = 5 ; c = a + b ; d = c * a ; d = ?", "--chosen", "c = 7 + 5 = 2 ; d = 2 * 7 = 4 ; answer 4",
+        "--rejected", "c = 7 + 5 = 3 ; d = 3 * 7 = 1 ; answer 1"]
+
+
+@pytest.mark.parametrize(
+    "granularity",
+    [["--granularity", "static", "--window_size", "3"], ["--num_segments", "4"], [],
+     ["--granularity", "step", "--step_delimiter", ";"], ["--granularity", "step", "--step_pattern", "[a-z] ="]],
+    ids=["static-3", "adaptive-4", "adaptive-256", "step-delimiter", "step-pattern"],
+)
+def test_inspect_shows_the_segments_of_segment_ids(quickstart, tmp_path, granularity):
+    import torch
+    from transformers import AutoTokenizer
+
+    from trl_adpo import segment_ids
+    from trl_adpo.segmentation import step_segment_ids
+
+    result = trl_adpo("inspect", "--tokenizer", str(quickstart / "model"), *PAIR, *granularity,
+                      "--html", str(tmp_path / "page.html"), "--json", str(tmp_path / "pair.json"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "pair.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(quickstart / "model")
+    for side in ("chosen", "rejected"):
+        ids = report[side]["token_ids"]
+        if "step" in granularity:
+            options = dict(zip(granularity[2::2], granularity[3::2]))
+            expected = step_segment_ids(ids, tokenizer, options.get("--step_delimiter", "\n"), options.get("--step_pattern"))
+        else:
+            family = ({"window_size": 3} if "static" in granularity
+                      else {"num_segments": int(granularity[1]) if granularity else 256})
+            expected = segment_ids(torch.ones(1, len(ids), dtype=torch.bool), granularity[1] if "static" in granularity
+                                   else "adaptive", **family)[0].tolist()
+        assert report[side]["segment_ids"] == expected, side
+        assert tokenizer.decode(ids) == PAIR[PAIR.index(f"--{side}") + 1] + " <eos>"  # the completion, then EOS
+        for segment in range(max(expected) + 1):  # each segment's tokens are listed in the terminal table
+            tokens = [report[side]["tokens"][i] for i, s in enumerate(expected) if s == segment]
+            assert "|".join(tokens).replace("\n", "\\n")[:100] in result.stdout
+    assert (tmp_path / "page.html").read_text().count('class="token start"') == sum(
+        max(report[side]["segment_ids"]) + 1 for side in ("chosen", "rejected")
+    )
+
+
+def test_inspect_scores_equal_a_per_token_loop(quickstart, critical_models, tmp_path):
+    import math
+
+    import torch
+    from oracle import pair_loss
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    result = trl_adpo("inspect", "--policy", str(critical_models["positive"]), "--reference", str(quickstart / "model"),
+                      *PAIR, "--granularity", "step", "--step_delimiter", ";", "--beta", "0.5",
+                      "--html", str(tmp_path / "page.html"), "--json", str(tmp_path / "pair.json"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "pair.json").read_text())
+    policy = AutoModelForCausalLM.from_pretrained(critical_models["positive"])
+    reference = AutoModelForCausalLM.from_pretrained(quickstart / "model")
+    prompt_ids = AutoTokenizer.from_pretrained(quickstart / "model")(report["prompt"], add_special_tokens=False)["input_ids"]
+
+    def logratios(ids):
+        sequence = torch.tensor([prompt_ids + ids])
+        with torch.no_grad():
+            p = policy(sequence).logits[0].double().log_softmax(-1)
+            r = reference(sequence).logits[0].double().log_softmax(-1)
+        return [(p[t - 1, sequence[0, t]] - r[t - 1, sequence[0, t]]).item() for t in range(len(prompt_ids), sequence.shape[1])]
+
+    s_w, s_l = logratios(report["chosen"]["token_ids"]), logratios(report["rejected"]["token_ids"])
+    assert report["chosen"]["logratios"] == pytest.approx(s_w, abs=1e-4)
+    expected = pair_loss(s_w, s_l, beta=0.5, chosen_segments=report["chosen"]["segment_ids"],
+                         rejected_segments=report["rejected"]["segment_ids"])
+    assert report["loss"] == pytest.approx(expected, rel=1e-4)
+    assert report["loss"] == pytest.approx(sum(math.log1p(math.exp(-m)) for m in report["margins"]), rel=1e-9)
+    assert f"ADPO loss of the pair: {report['loss']:.4f}" in result.stdout
+
+
+def test_the_inspector_page_renders_in_headless_chromium(quickstart, tmp_path):
+    import shutil
+
+    from PIL import Image, ImageStat
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no Chromium on this machine: .ci/run installs Debian's chromium package, which this test needs")
+    result = trl_adpo("inspect", "--tokenizer", str(quickstart / "model"), *PAIR, "--granularity", "step",
+                      "--step_delimiter", ";", "--html", str(tmp_path / "page.html"))
+    assert result.returncode == 0, result.stderr
+    screenshot = tmp_path / "page.png"
+    subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,700", f"--screenshot={screenshot}",
+         (tmp_path / "page.html").as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )
+    image = Image.open(screenshot).convert("RGB")
+    assert image.size == (1000, 700)
+    assert ImageStat.Stat(image).stddev[0] > 20  # text, segment tints and the table: far from a blank page
+    assert len(image.getcolors(maxcolors=100000) or []) > 50
+
+
+# --- train: the plot, the card, the closing summary ---------------------------------------------------------------
+
+
+def test_the_quickstart_says_what_happened_and_hides_the_noise(tmp_path):
+    result = trl_adpo("train", "--config", str(ROOT / "configs" / "quickstart.yaml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = tmp_path / "outputs" / "quickstart-adpo"
+    for line in ("On the eval pairs, before -> after training:", "  reward accuracy    0.00 -> ", "  chosen log-prob",
+                 "  rejected log-prob", "  segment accuracy", f"Plot: {output / 'training_dynamics.png'}",
+                 f"Model saved to {output}"):
+        assert line in result.stdout, line
+    assert "***** eval metrics *****" not in result.stdout
+    for noise in ("kernels", "FutureWarning", "DeprecationWarning", "pin_memory"):
+        assert noise not in result.stderr, noise
+    card = (output / "README.md").read_text()
+    assert "![training dynamics](training_dynamics.png)" in card and (output / "training_dynamics.png").is_file()

@@ -165,15 +165,17 @@ def test_push_to_hub_uploads_model_tokenizer_config_and_card(train_cli, quicksta
             monkeypatch.setattr(transformers.trainer, name, fake)
     args = train_cli.parse_args([
         "--config", str(ROOT / "configs" / "adpo_adaptive_m16.yaml"), *tiny_run(quickstart, tmp_path),
-        "--push_to_hub", "true", "--hub_model_id", "someone/tiny-adpo",
+        "--push_to_hub", "true", "--hub_model_id", "someone/tiny-adpo", "--logging_steps", "1",
     ])
     train_cli.run(*args)
 
     assert len(uploads) == 1
     repo_id, files, card, run_config = uploads[0]
     assert repo_id == "someone/tiny-adpo"
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "training_config.yaml", "README.md"):
-        assert name in files
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "training_config.yaml", "README.md",
+                 "training_dynamics.png"):
+        assert name in files, name
+    assert "![training dynamics](training_dynamics.png)" in card
     for expected in ("ADPO", "| granularity | adaptive, m=16 |", "| beta | 0.1 |", str(quickstart / "train.jsonl"),
                      "2602.09533", "oi2026adpo"):
         assert expected in card, expected

@@ -21,6 +21,7 @@ from .config import ADPOConfig
 from .critical_models import CriticalTokenModels
 from .data import scored_completion_spans
 from .objective import ADPOLossOutput, adpo_loss
+from .report.plots import PLOT_FILE
 from .segmentation import step_segment_ids
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
@@ -392,7 +393,18 @@ class ADPOTrainerMixin:
                 f"| negative model | {args.negative_model} |",
                 f"| critical-token gamma | {args.critical_token_gamma} |",
             ]
-        section += [f"| dataset | {dataset_name or 'not recorded'} |", "", "Cite DPO as:", "", "```bibtex"]
+        section += [f"| dataset | {dataset_name or 'not recorded'} |", ""]
+        if (Path(args.output_dir) / PLOT_FILE).is_file():
+            section += [
+                "## Training dynamics",
+                "",
+                "Log-probs of the chosen (solid) and rejected (dashed) completions during training, with the reward "
+                "margin, the reward and segment accuracies and the segment margin:",
+                "",
+                f"![training dynamics]({PLOT_FILE})",
+                "",
+            ]
+        section += ["Cite DPO as:", "", "```bibtex"]
         section += [DPOTrainer._paper["citation"], "```", ""]
         if args.critical_tokens:
             section += ["Cite cDPO's contrastive estimation as:", "", "```bibtex", CDPO_CITATION, "```", ""]

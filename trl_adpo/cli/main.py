@@ -2,8 +2,10 @@
 
 Each subcommand is a module of `trl_adpo.cli` with a `main(argv)`; it is imported only when it runs, so that
 `trl-adpo --help` answers at once. Before it runs, the noise a user cannot act on is filtered: the bitsandbytes line
-about an optional `kernels` package, and deprecation warnings raised inside TRL, transformers and their stack. The
-project's own warnings always show.
+about an optional `kernels` package, deprecation warnings raised inside TRL, transformers and their stack, and
+torch's note that pinned memory needs an accelerator. The project's own warnings always show. Bad input (a
+`ValueError` or `FileNotFoundError`) ends the command with its message and exit status 1, without a traceback
+unless `TRL_ADPO_TRACEBACK=1` is set.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import logging
+import os
 import sys
 import warnings
 
@@ -23,6 +26,8 @@ SUBCOMMANDS = {
         "Train the positive and negative critical-token models of cDPO/cADPO on verified samples.",
     ),
     "evaluate": ("trl_adpo.cli.evaluate", "Few-shot accuracy of a model on verified problems, with its 95% interval."),
+    "plot": ("trl_adpo.cli.plot", "Plot a run's training dynamics (chosen/rejected log-probs...), or two runs overlaid."),
+    "inspect": ("trl_adpo.cli.inspect", "Show how a granularity cuts a pair into segments and, with models, the rewards."),
     "env": ("trl_adpo.cli.env", "Print the versions that matter for a bug report (torch, TRL and its glue, CUDA...)."),
 }
 THIRD_PARTY = r"(trl|transformers|accelerate|peft|datasets|torch|bitsandbytes|deepspeed|huggingface_hub)(\.|$)"
@@ -32,6 +37,8 @@ def quiet_third_party_noise() -> None:
     """Hide what a user of the command cannot act on; never the project's own warnings."""
     for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
         warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY)
+    # torch, on a machine without an accelerator, about Trainer's default `dataloader_pin_memory=True`
+    warnings.filterwarnings("ignore", message=".*'pin_memory' argument is set as true but no accelerator is found")
     logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
         lambda record: "kernels" not in record.getMessage()
     )
@@ -63,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     quiet_third_party_noise()
     module = importlib.import_module(SUBCOMMANDS[name][0])
-    return module.main(argv[1:]) or 0
+    try:
+        return module.main(argv[1:]) or 0
+    except (ValueError, FileNotFoundError) as error:  # bad input: the message says what and where
+        if os.environ.get("TRL_ADPO_TRACEBACK"):
+            raise
+        print(f"trl-adpo {name}: error: {error}\n(TRL_ADPO_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from trl_adpo.cli.parsing import ConfigParser
 from trl_adpo.config import ADPOConfig
 from trl_adpo.examples.arithmetic import save_quickstart
 from trl_adpo.pipeline.io import load_data
+from trl_adpo.report.plots import PLOT_FILE, has_metrics, plot_training_dynamics
+from trl_adpo.report.summary import eval_summary
 from trl_adpo.trainer import ADPOTrainer
 
 @dataclass
@@ -56,6 +58,13 @@ class ScriptArguments:
     eval_dataset_name: str | None = field(
         default=None,
         metadata={"help": "Evaluation data of its own (same forms as `dataset_name`); its first split is used."},
+    )
+    plot: bool = field(
+        default=True,
+        metadata={
+            "help": f"Write the training-dynamics plot ({PLOT_FILE}: chosen/rejected log-probs, margins, accuracies) "
+            "into output_dir at the end; a Hub push uploads it and the model card shows it."
+        },
     )
     quickstart_dir: str | None = field(
         default=None,
@@ -160,21 +169,29 @@ def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: Mod
         peft_config=get_peft_config(model_args),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_state()  # trainer_state.json: the log history of the run
     if eval_dataset is not None:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
+        trainer.save_metrics("eval", trainer.evaluate())
+    trainer.save_state()  # trainer_state.json: the log history of the run
 
     output_dir = Path(training_args.output_dir)
+    plot = None
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
         save_run_config(output_dir / "training_config.yaml", script_args, model_args, training_args)
+        if script_args.plot and has_metrics(trainer.state.log_history):  # before the card and the push
+            plot = plot_training_dynamics([output_dir], output_dir / PLOT_FILE)
+        elif script_args.plot:
+            print(f"No training metrics were logged (logging_steps={training_args.logging_steps}): no plot.")
     if training_args.push_to_hub:  # saves the model and its card in output_dir, then uploads the folder
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     else:
         trainer.save_model(str(output_dir))
         trainer.create_model_card(dataset_name=script_args.dataset_name)
+    summary = eval_summary(trainer.state.log_history)
+    if summary is not None:
+        trainer.accelerator.print(summary)
+    if plot is not None:
+        trainer.accelerator.print(f"Plot: {plot.resolve()}")
     trainer.accelerator.print(f"Model saved to {output_dir.resolve()}")
     if training_args.push_to_hub:
         trainer.accelerator.print(f"Model pushed to https://huggingface.co/{trainer.hub_model_id}")

@@ -1,0 +1,1 @@
+"""What a run did, shown: training-dynamics plots and the HTML granularity inspector."""

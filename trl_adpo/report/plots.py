@@ -1,0 +1,89 @@
+"""The paper's Figure 2 for a run: how the chosen and rejected log-probs move during training, with the reward margin,
+the reward and segment accuracies and the segment margin, from the run's `trainer_state.json`.
+
+A second run is drawn on the same axes (e.g. DPO against ADPO). The number of points of each curve is written into
+the PNG's metadata (key ``Description``, JSON), so that what was drawn can be checked against the logs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PANELS = (
+    ("log-prob of the completion", (("logps/chosen", "chosen", "-"), ("logps/rejected", "rejected", "--"))),
+    ("reward margin (chosen - rejected)", (("rewards/margins", "margin", "-"),)),
+    ("accuracy", (("rewards/accuracies", "reward accuracy", "-"), ("adpo/segment_accuracy", "segment accuracy", ":"))),
+    ("mean segment margin", (("adpo/segment_margin", "segment margin", "-"),)),
+)
+PLOT_FILE = "training_dynamics.png"
+
+
+def log_history(run_dir: Path) -> list[dict]:
+    """The logged entries of a run: its `trainer_state.json` (in the run or its last checkpoint)."""
+    run_dir = Path(run_dir)
+    candidates = [run_dir / "trainer_state.json"] + sorted(
+        run_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1]), reverse=True
+    )
+    state = next((path for path in candidates if path.is_file()), None)
+    if state is None:
+        raise FileNotFoundError(
+            f"{run_dir} has no trainer_state.json: give the output_dir of a finished run (trl-adpo train saves the "
+            "state at the end) or one of its checkpoint directories."
+        )
+    return json.loads(state.read_text())["log_history"]
+
+
+def has_metrics(history: list[dict]) -> bool:
+    """Whether a log history holds any metric the plot draws."""
+    keys = {prefix + key for _, panel in PANELS for key, _, _ in panel for prefix in ("", "eval_")}
+    return any(keys & set(entry) for entry in history)
+
+
+def series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """The steps and values of a logged metric (``eval_`` + key for evaluations)."""
+    points = [(entry["step"], entry[key]) for entry in history if key in entry and "step" in entry]
+    return [step for step, _ in points], [value for _, value in points]
+
+
+def plot_training_dynamics(run_dirs: list[Path], output: Path, labels: list[str] | None = None) -> Path:
+    """Draw one or two runs' training dynamics into `output` (PNG) and return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = labels or [Path(run_dir).resolve().name for run_dir in run_dirs]
+    histories = [log_history(Path(run_dir)) for run_dir in run_dirs]
+    figure, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    drawn: dict[str, dict[str, int]] = {}
+    for run, (label, history) in enumerate(zip(labels, histories)):
+        color = f"C{run}"
+        drawn[label] = {}
+        for axis, (title, keys) in zip(axes.flat, PANELS):
+            for (key, name, style), eval_marker in zip(keys, "ox"):
+                for prefix, marker in (("", None), ("eval_", eval_marker)):
+                    steps, values = series(history, prefix + key)
+                    if not steps:
+                        continue
+                    drawn[label][prefix + key] = len(steps)
+                    axis.plot(
+                        steps, values, linestyle=style if marker is None else "none", marker=marker, color=color,
+                        label=f"{label}: {name}" + (" (eval)" if prefix else ""),
+                    )
+            axis.set_title(title)
+    if not any(drawn.values()):
+        raise ValueError(f"{', '.join(map(str, run_dirs))}: no training metrics were logged (set logging_steps).")
+    for axis in axes.flat:
+        axis.grid(alpha=0.3)
+        if axis.lines:
+            axis.legend(fontsize=7)
+    for axis in axes[1]:
+        axis.set_xlabel("training step")
+    figure.suptitle("Training dynamics: chosen (solid) and rejected (dashed) log-probs, margins, accuracies")
+    figure.tight_layout()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(output, dpi=110, metadata={"Description": json.dumps(drawn)})
+    plt.close(figure)
+    return output
