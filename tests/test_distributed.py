@@ -85,6 +85,36 @@ def test_resuming_from_a_checkpoint_repeats_the_uninterrupted_losses(train_cli, 
             assert actual[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-7), (actual["step"], key)
 
 
+@pytest.mark.parametrize("kill", ["step:5", "save:4"], ids=["killed-during-training", "killed-while-saving"])
+@pytest.mark.parametrize("precompute", [False, True], ids=["live-reference", "precomputed-reference"])
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_losses(quickstart, tmp_path, kill, precompute):
+    extra = ["--max_steps", "6", "--save_strategy", "steps", "--save_steps", "2", "--lr_scheduler_type", "linear"]
+    extra += ["--precompute_ref_log_probs", "true"] if precompute else []
+    launch([sys.executable, str(SCRIPT), *run_args(quickstart, tmp_path / "full", 4, *extra)])
+    killed = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "killed_training.py"), kill,
+         *run_args(quickstart, tmp_path / "killed", 4, *extra)],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+    )
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    newest = tmp_path / "killed" / "checkpoint-4"
+    if kill == "save:4":  # the kill left checkpoint-4 with its weights but without trainer_state.json
+        assert (newest / "model.safetensors").is_file() and not (newest / "trainer_state.json").exists()
+    resumed = launch([sys.executable, str(SCRIPT), *run_args(
+        quickstart, tmp_path / "killed", 4, *extra, "--resume_from_checkpoint", str(newest),
+    )])
+    if kill == "save:4":
+        assert (f"{newest} is incomplete (it has no trainer_state.json, the file Trainer writes last): the run was "
+                f"stopped while saving it. Resuming from {tmp_path / 'killed' / 'checkpoint-2'}") in resumed.stderr
+    first_resumed_step = 5 if kill == "step:5" else 3
+    uninterrupted = {entry["step"]: entry for entry in train_logs(tmp_path / "full")}
+    after = [entry for entry in train_logs(tmp_path / "killed") if entry["step"] >= first_resumed_step]
+    assert [entry["step"] for entry in after] == list(range(first_resumed_step, 7))
+    for actual in after:
+        for key in COMPARED:
+            assert actual[key] == pytest.approx(uninterrupted[actual["step"]][key], rel=1e-6, abs=1e-7), (actual["step"], key)
+
+
 def test_resuming_a_precomputed_run_from_a_checkpoint_without_its_reference(train_cli, quickstart, tmp_path):
     """TRL 0.28 computes precomputed reference log-probs when training starts, after the checkpoint's weights are
     loaded, so a checkpoint that does not keep them is refused; TRL 1.x computes them at construction, from the model
@@ -102,6 +132,18 @@ def test_resuming_a_precomputed_run_from_a_checkpoint_without_its_reference(trai
         train_cli.run(*train_cli.parse_args(resume))
         for expected, actual in zip(train_logs(tmp_path / "full")[3:], train_logs(tmp_path / "other")[3:]):
             assert actual["loss"] == pytest.approx(expected["loss"], rel=1e-6), actual["step"]
+
+
+def test_an_fsdp_config_on_the_cpu_says_it_runs_as_plain_data_parallel(quickstart, tmp_path):
+    """accelerate enables FSDP on GPUs only and turns an FSDP config into DDP on the CPU without a word; the command
+    says so instead of letting the run pass for sharded."""
+    result = launch([
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs/accelerate/fsdp.yaml"),
+        "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", "29519",
+        str(SCRIPT), *run_args(quickstart, tmp_path / "fsdp", 4, "--max_steps", "1"),
+    ])
+    assert "Distributed: data parallel (MULTI_CPU, backend gloo), 2 processes" in result.stdout
+    assert "FSDP was asked for (an FSDP accelerate config), but accelerate runs it as plain data parallel" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -232,18 +232,57 @@ def test_missing_data_file_is_named(train_cli, quickstart, tmp_path):
             ["--max_length", "12", "--truncation_mode", "keep_start"],
             r"Row 1 of the train dataset has no `chosen` token left to score after truncation to max_length=12",
         ),
+        (
+            [{"prompt": "a = 1", "chosen": "answer 1", "rejected": "answer 2"},
+             {"prompt": "a = 1", "chosen": 7, "rejected": "x"}],
+            [],
+            r"Row 1 of the train dataset: `chosen` is an int \(7\)\. A prompt or completion must be text, or a list",
+        ),
+        (
+            [{"prompt": "a = 1", "chosen": {"text": "answer 1"}, "rejected": "answer 2"}],
+            [],
+            r"Row 0 of the train dataset: `chosen` is a dict \(\{'text': 'answer 1'\}\)",
+        ),
+        (
+            [{"prompt": [{"role": "user", "content": "a = 1"}], "chosen": [{"text": "answer 1"}],
+              "rejected": [{"role": "assistant", "content": "answer 2"}]}],
+            [],
+            r"Row 0 of the train dataset: `chosen` is a list whose items are not messages",
+        ),
+        (
+            [{"prompt": "a = 1", "chosen": "answer 1", "rejected": "answer 2"}],
+            ["--beta", "0"],
+            r"ADPOConfig: beta must be > 0, got 0.0",
+        ),
     ],
-    ids=["missing-columns", "empty-completion", "truncated-away"],
+    ids=["missing-columns", "empty-completion", "truncated-away", "number-completion", "dict-completion",
+         "list-of-non-messages", "beta-zero"],
 )
 def test_bad_rows_fail_before_training(train_cli, quickstart, tmp_path, rows, extra, message):
     write_jsonl(rows, tmp_path / "data.jsonl")
+    with pytest.raises(ValueError, match=message):
+        train_cli.run(*train_cli.parse_args(
+            ["--config", str(ROOT / "configs" / "adpo_static_k1.yaml"), *tiny_run(quickstart, tmp_path / "out"),
+             "--dataset_name", str(tmp_path / "data.jsonl"), *extra]
+        ))
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [("", r"dataset_name: the file '.*data.jsonl' is empty"),
+     ('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a", "chosen": "b" "rejected": "c"}\n',
+      r"data.jsonl, line 2: not valid JSON")],
+    ids=["empty-file", "malformed-line"],
+)
+def test_a_bad_data_file_fails_before_the_model_loads(train_cli, quickstart, tmp_path, content, message):
+    (tmp_path / "data.jsonl").write_text(content)
     args = train_cli.parse_args(
         ["--config", str(ROOT / "configs" / "adpo_static_k1.yaml"), *tiny_run(quickstart, tmp_path / "out"),
-         "--dataset_name", str(tmp_path / "data.jsonl"), *extra]
+         "--dataset_name", str(tmp_path / "data.jsonl"), "--model_name_or_path", str(tmp_path / "no-model")]
     )
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message):  # a model that does not exist: the data is checked first
         train_cli.run(*args)
-    assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
 def test_help_documents_every_adpo_option(train_cli):

@@ -215,6 +215,21 @@ def test_peft_reference_is_the_base_model_with_adapters_disabled(tmp_path, load,
     )
 
 
+def test_lora_adapters_start_the_same_in_every_run(tmp_path, load, tokenizer, make_dataset):
+    """TRL 0.28 creates the adapters before Trainer seeds; ADPOTrainer seeds first, as TRL 1.x does."""
+    adapters = []
+    for run in range(2):
+        torch.manual_seed(run)  # whatever the random state before the trainer is built
+        lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+        trainer = ADPOTrainer(
+            load(), args=adpo_config(tmp_path), processing_class=tokenizer, train_dataset=make_dataset(4), peft_config=lora
+        )
+        adapters.append({n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_A" in n})
+    assert adapters[0] and adapters[0].keys() == adapters[1].keys()
+    for name in adapters[0]:
+        torch.testing.assert_close(adapters[0][name], adapters[1][name], rtol=0, atol=0, msg=name)
+
+
 def test_4bit_nf4_model_with_lora_trains(tmp_path, tiny_model_dir, tokenizer, make_dataset):
     quantization = BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
@@ -312,13 +327,16 @@ REJECTED = [
     (dict(segment_reduction="max"), "ADPOConfig: segment_reduction must be one of"),
     (dict(label_smoothing=0.5), r"ADPOConfig: label_smoothing must be in \[0, 0.5\)"),
     (dict(truncation_mode="keep_middle"), "ADPOConfig: truncation_mode must be"),
+    (dict(beta=0.0), r"ADPOConfig: beta must be > 0, got 0.0; it is the KL temperature"),
+    (dict(beta=-0.1), r"ADPOConfig: beta must be > 0, got -0.1"),
 ]
 """Each option that ADPOConfig refuses, where the installed TRL line has it (reference_free and rpo_alpha are 0.28's)."""
 
 
 @pytest.mark.parametrize(
     "option,message",
-    [case for case in REJECTED if set(case[0]) <= DPO_OPTIONS | {"granularity", "window_size", "num_segments", "segment_reduction"}],
+    [case for case in REJECTED
+     if set(case[0]) <= DPO_OPTIONS | {"granularity", "window_size", "num_segments", "segment_reduction", "beta"}],
 )
 def test_unsupported_and_invalid_options_are_rejected(tmp_path, option, message):
     with pytest.raises(ValueError, match=message):

@@ -120,6 +120,11 @@ class ADPOConfig(DPOConfig):
 
     def __post_init__(self):
         # ADPO's own checks come first, so that they are reported before any of TrainingArguments' complaints.
+        if not self.beta > 0:
+            raise ValueError(
+                f"ADPOConfig: beta must be > 0, got {self.beta!r}; it is the KL temperature of the rewards (DPO's and "
+                "cDPO's recipes use 0.1)."
+            )
         try:
             check_granularity(self.granularity, self.window_size, self.num_segments, GRANULARITIES)
         except ValueError as error:

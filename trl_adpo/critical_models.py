@@ -99,7 +99,8 @@ class CriticalTokenModels:
         """Raise `ValueError` unless each model scores the tokenizer's vocabulary: as many output rows as the
         tokenizer has tokens or more, and the same vocabulary where a tokenizer is saved with the model."""
         for side, name in self.names.items():
-            rows = self.models[side].get_output_embeddings().weight.shape[0]
+            weight = self.models[side].get_output_embeddings().weight
+            rows = getattr(weight, "ds_shape", weight.shape)[0]  # ZeRO-3 keeps the full shape aside
             saved = None
             try:
                 saved = AutoTokenizer.from_pretrained(name)
@@ -112,6 +113,11 @@ class CriticalTokenModels:
                     f"tokenizer ({len(tokenizer)} tokens). The positive and negative models must be fine-tuned from "
                     "the policy's base model, with its tokenizer (trl-adpo train-critical does so)."
                 )
+
+    def wrap(self, wrapper) -> None:
+        """Replace each model by `wrapper(model)` (a DeepSpeed engine, say), once for a model both sides share."""
+        wrapped = {id(model): wrapper(model) for model in self.models.values()}
+        self.models = {side: wrapped[id(model)] for side, model in self.models.items()}
 
     def _activate(self, side: str) -> nn.Module:
         """The side's model, with the side's adapter active where both sides share one base."""

@@ -15,15 +15,28 @@ from trl.data_utils import maybe_extract_prompt
 REQUIRED_COLUMNS = ("chosen", "rejected")
 
 
-def _completion_text(completion) -> str:
-    """The text of a standard (str) or conversational (list of messages) completion."""
-    if isinstance(completion, str):
-        return completion
-    return "".join(str(message.get("content") or "") for message in completion or [])
+def _text(value, column: str, row: int, split: str) -> str:
+    """The text of a standard (str) or conversational (list of messages) prompt or completion.
+
+    Raises:
+        ValueError: naming the row and the column when the value is neither.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in value):
+        return "".join(str(message["content"] or "") for message in value)
+    shown = repr(value) if len(repr(value)) < 80 else repr(value)[:77] + "..."
+    name = type(value).__name__
+    kind = "a list whose items are not messages" if isinstance(value, list) else f"a{'n' * (name[0] in 'aeiou')} {name}"
+    raise ValueError(
+        f"Row {row} of the {split} dataset: `{column}` is {kind} ({shown}). A prompt or completion must be text, or "
+        "a list of messages such as [{'role': 'assistant', 'content': '...'}]: fix that row."
+    )
 
 
 def check_preference_dataset(dataset: Dataset, split: str) -> None:
-    """Raise `ValueError` if `dataset` lacks the preference columns or has a row with an empty completion.
+    """Raise `ValueError` if `dataset` lacks the preference columns, or has a row whose prompt or completion is
+    neither text nor messages, or whose completion is empty.
 
     Args:
         dataset: a preference dataset in TRL's standard or conversational format, with an explicit `prompt` column
@@ -39,9 +52,11 @@ def check_preference_dataset(dataset: Dataset, split: str) -> None:
         )
     columns = [column for column in ("prompt", *REQUIRED_COLUMNS) if column in dataset.column_names]
     for row, example in enumerate(dataset.select_columns(columns)):
+        for column in columns:
+            _text(example[column], column, row, split)
         example = maybe_extract_prompt(example)
         for column in REQUIRED_COLUMNS:
-            if not _completion_text(example[column]).strip():
+            if not _text(example[column], column, row, split).strip():
                 raise ValueError(
                     f"Row {row} of the {split} dataset has an empty `{column}` completion. ADPO needs at least one "
                     "completion token in each response: fix or drop that row."

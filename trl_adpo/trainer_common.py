@@ -6,6 +6,7 @@ collator, and the model card. The line-specific glue subclasses `ADPOTrainerMixi
 from __future__ import annotations
 
 import textwrap
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +16,8 @@ from accelerate.utils import tqdm
 from datasets import Dataset
 from torch.utils.data import DataLoader
 from trl import DPOTrainer
+from trl.models import prepare_deepspeed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl.trainer.utils import get_config_model_id, pad
 
 from .config import ADPOConfig
@@ -144,6 +147,58 @@ def with_step_columns(dataset: Dataset, processing_class, args: ADPOConfig, name
     return dataset.map(add_steps, num_proc=args.dataset_num_proc, desc=f"Cutting the {name} dataset into reasoning steps")
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "pytorch_model.bin",
+                "pytorch_model.bin.index.json", "adapter_model.bin")
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why `checkpoint` cannot be resumed from (a save cut short), or None. Trainer writes trainer_state.json last."""
+    if not (checkpoint / "trainer_state.json").is_file():
+        return "it has no trainer_state.json, the file Trainer writes last"
+    if not any((checkpoint / name).is_file() for name in WEIGHT_FILES) and not any(checkpoint.glob("global_step*")):
+        return "it has no model weights"
+    return None
+
+
+def resolve_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: str) -> str | None:
+    """The checkpoint to resume from: the one named (True or "true": the newest in `output_dir`), or, when a run
+    killed while saving left it half-written, the newest complete one before it, with a warning naming both."""
+    if resume_from_checkpoint in (None, False, "", "false", "False"):
+        return None
+    if resume_from_checkpoint in (True, "true", "True"):
+        requested, folder = None, Path(output_dir)
+    else:
+        requested = Path(resume_from_checkpoint)
+        if not requested.is_dir():
+            raise FileNotFoundError(f"resume_from_checkpoint: {resume_from_checkpoint!r} is no checkpoint directory.")
+        folder = requested.parent
+    checkpoints = sorted(
+        (c for c in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if c.is_dir() and c.name.split("-")[-1].isdigit()),
+        key=lambda c: int(c.name.split("-")[-1]),
+    )
+    if requested is not None:
+        checkpoints = [c for c in checkpoints if int(c.name.split("-")[-1]) <= int(requested.name.split("-")[-1])]
+        checkpoints = checkpoints if requested in checkpoints else [*checkpoints, requested]
+    skipped = []
+    for checkpoint in reversed(checkpoints):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            if skipped:
+                warnings.warn(
+                    f"{skipped[0][0]} is incomplete ({skipped[0][1]}): the run was stopped while saving it. Resuming "
+                    f"from {checkpoint}, the newest complete checkpoint before it.",
+                    stacklevel=3,
+                )
+            return str(checkpoint)
+        skipped.append((checkpoint, problem))
+    if skipped:
+        raise ValueError(
+            f"resume_from_checkpoint: {skipped[0][0]} is incomplete ({skipped[0][1]}) and no complete checkpoint comes "
+            "before it: start the run again without resume_from_checkpoint."
+        )
+    raise FileNotFoundError(f"resume_from_checkpoint: {folder} holds no {PREFIX_CHECKPOINT_DIR}-N directory.")
+
+
 class ADPOTrainerMixin:
     """The line-independent part of `ADPOTrainer`; mixed in before TRL's `DPOTrainer`."""
 
@@ -179,6 +234,11 @@ class ADPOTrainerMixin:
                 "ADPOTrainer does not add the router auxiliary loss of mixture-of-experts models: turn it off, with "
                 "`output_router_logits=False` in the model config (TRL 0.28) or `router_aux_loss_coef=0` (TRL 1.x)."
             )
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """`Trainer.train`, resuming from the newest complete checkpoint when the one named was cut short."""
+        checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        return super().train(resume_from_checkpoint=checkpoint, **kwargs)
 
     def _set_signature_columns_if_needed(self):
         """TRL's columns, plus the per-token columns ADPO adds, so that `remove_unused_columns` keeps them."""
@@ -321,6 +381,8 @@ class ADPOTrainerMixin:
         )
         tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
         models.check_vocabulary(tokenizer, option="ADPOConfig: {side}_model")
+        if self.is_deepspeed_enabled:  # ZeRO-3 loads them partitioned: an inference engine gathers what runs
+            models.wrap(lambda model: prepare_deepspeed(model, self.accelerator))
         columns = WEIGHT_COLUMNS if args.weight_chosen_tokens else WEIGHT_COLUMNS[1:]
 
         def weights(batch: dict[str, Any]) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:

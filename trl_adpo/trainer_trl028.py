@@ -16,13 +16,22 @@ import torch
 from datasets import Dataset, load_from_disk
 from torch import nn
 from torch.utils.data import DataLoader
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers import set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import DPOTrainer
 from trl.trainer.utils import flush_left, flush_right, selective_log_softmax
 
 from .config import ADPOConfig
 from .data import check_preference_dataset, check_tokenized_dataset
-from .trainer_common import LOSS_COLUMNS, REF_COLUMNS, ADPOTrainerMixin, PerTokenCollator, left_align, with_step_columns
+from .trainer_common import (
+    LOSS_COLUMNS,
+    REF_COLUMNS,
+    ADPOTrainerMixin,
+    PerTokenCollator,
+    left_align,
+    resolve_checkpoint,
+    with_step_columns,
+)
 
 REFERENCE_DIR = "adpo_reference_logps"  # in a checkpoint: the precomputed per-token reference log-probs
 
@@ -38,7 +47,12 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
     """
 
     def __init__(self, model, ref_model=None, args: ADPOConfig | None = None, data_collator=None, **kwargs):
-        super().__init__(model, ref_model, self._adpo_args(model, args), data_collator, **kwargs)
+        args = self._adpo_args(model, args)
+        if kwargs.get("peft_config") is not None:
+            # TRL 0.28 creates the LoRA adapters before Trainer seeds: seed first, so that they start the same in every
+            # run and every process (as on TRL 1.x)
+            set_seed(args.seed)
+        super().__init__(model, ref_model, args, data_collator, **kwargs)
         self._refuse_unsupported_models(self.is_encoder_decoder, self.is_vision_model)
         self.data_collator = PerTokenCollator(self.data_collator)
         self._add_critical_token_weights()
@@ -191,23 +205,22 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         return {name: d for name, d in datasets.items() if REF_COLUMNS[0] in d.column_names}
 
     def _save_checkpoint(self, model, trial):
-        """TRL's checkpoint, plus the precomputed per-token reference log-probs, which resuming needs."""
-        super()._save_checkpoint(model, trial)
+        """TRL's checkpoint, plus the precomputed per-token reference log-probs, which resuming needs. They are written
+        first, so that trainer_state.json stays the checkpoint's last file (what marks it complete)."""
         if self.precompute_ref_log_probs and self.is_world_process_zero():
             checkpoint = Path(self._get_output_dir(trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             for name, dataset in self._reference_snapshots().items():
                 dataset.select_columns(list(REF_COLUMNS)).save_to_disk(checkpoint / REFERENCE_DIR / name)
+        super()._save_checkpoint(model, trial)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
-        """`Trainer.train`; on resuming with `precompute_ref_log_probs`, first restores the per-token reference
-        log-probs the checkpoint saved: the weights it restores are no longer the reference."""
-        if self.precompute_ref_log_probs and resume_from_checkpoint:
-            checkpoint = (
-                get_last_checkpoint(self.args.output_dir) if resume_from_checkpoint is True else resume_from_checkpoint
-            )
-            if checkpoint is not None:
-                self._restore_reference_columns(Path(checkpoint) / REFERENCE_DIR)
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        """`Trainer.train`, from the newest complete checkpoint; on resuming with `precompute_ref_log_probs`, first
+        restores the per-token reference log-probs the checkpoint saved: the weights it restores are no longer the
+        reference."""
+        checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        if self.precompute_ref_log_probs and checkpoint is not None:
+            self._restore_reference_columns(Path(checkpoint) / REFERENCE_DIR)
+        return super().train(resume_from_checkpoint=checkpoint, **kwargs)
 
     def _restore_reference_columns(self, directory: Path) -> None:
         if not directory.is_dir():

@@ -17,6 +17,7 @@ import torch
 from datasets import Dataset
 from torch import nn
 from trl import DPOTrainer
+from trl.models import prepare_deepspeed
 
 from .config import ADPOConfig
 from .data import check_preference_dataset, check_tokenized_dataset
@@ -86,8 +87,16 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         return left_align(records[model][0][:, -scored.shape[1] :], scored)
 
     def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
-        """`dataset` plus each row's per-token reference log-probs (TRL stores their sums)."""
+        """`dataset` plus each row's per-token reference log-probs (TRL stores their sums).
+
+        As TRL does: this runs before the model is prepared, so with DeepSpeed and no `ref_model` the policy goes
+        through an inference engine that places (ZeRO-1/2) or gathers (ZeRO-3) its parameters.
+        """
         model = self.ref_model or self.model
+        if self.ref_model is None and self.is_deepspeed_enabled:
+            if self._precompute_engine is None:
+                self._precompute_engine = prepare_deepspeed(self.model, self.accelerator)
+            model = self._precompute_engine
 
         def reference(batch):
             logps, mask = self._reference_token_logps(model, batch)

@@ -18,7 +18,9 @@ Every option of `ADPOConfig` (TRL's `DPOConfig` plus the granularity), TRL's `Mo
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -58,6 +60,13 @@ class ScriptArguments:
     eval_dataset_name: str | None = field(
         default=None,
         metadata={"help": "Evaluation data of its own (same forms as `dataset_name`); its first split is used."},
+    )
+    ref_model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "The reference model. Default: the policy's starting weights, loaded again (with LoRA, the base "
+            "with the adapters disabled; with precompute_ref_log_probs, the policy before training)."
+        },
     )
     plot: bool = field(
         default=True,
@@ -110,8 +119,8 @@ def trust_remote_code(model_args: ModelConfig, training_args: ADPOConfig) -> boo
     return getattr(model_args, "trust_remote_code", None) or getattr(training_args, "trust_remote_code", False)
 
 
-def load_model(model_args: ModelConfig, trust_code: bool) -> torch.nn.Module:
-    """The policy, quantized to 4 or 8 bits when `ModelConfig` asks for it."""
+def load_model(model_args: ModelConfig, trust_code: bool, name: str | None = None) -> torch.nn.Module:
+    """The policy (or the model `name`), quantized to 4 or 8 bits when `ModelConfig` asks for it."""
     dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
     kwargs = dict(
         revision=model_args.model_revision,
@@ -124,7 +133,32 @@ def load_model(model_args: ModelConfig, trust_code: bool) -> torch.nn.Module:
         # quantized weights go to this process's GPU; on a machine without one they stay on the CPU
         device_map = {"": PartialState().local_process_index} if torch.cuda.is_available() else None
         kwargs.update(quantization_config=quantization_config, device_map=device_map)
-    return AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
+    return AutoModelForCausalLM.from_pretrained(name or model_args.model_name_or_path, **kwargs)
+
+
+FSDP_FALLBACK = (
+    "FSDP was asked for (an FSDP accelerate config), but accelerate runs it as plain data parallel: it enables FSDP "
+    "on GPUs only. Every process holds the whole model; on GPUs the same config shards it."
+)
+
+
+def describe_distribution(trainer: ADPOTrainer) -> str | None:
+    """How the run is spread over processes, in words (with a warning when an FSDP config fell back to DDP), or None
+    for one process."""
+    state = trainer.accelerator.state
+    if state.num_processes == 1:
+        return None
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not trainer.is_fsdp_enabled:
+        warnings.warn(FSDP_FALLBACK, stacklevel=2)
+    if trainer.is_deepspeed_enabled:
+        stage = state.deepspeed_plugin.zero_stage
+        partitioned = stage == 3 and any(hasattr(p, "ds_id") for p in trainer.model.parameters())
+        setup = f"DeepSpeed ZeRO-{stage}" + (", parameters partitioned" if partitioned else "")
+    elif trainer.is_fsdp_enabled:
+        setup = f"FSDP{getattr(state.fsdp_plugin, 'fsdp_version', 1)}"
+    else:
+        setup = f"data parallel ({state.distributed_type.value}, backend {state.backend})"
+    return f"Distributed: {setup}, {state.num_processes} processes"
 
 
 def save_run_config(path: Path, *configs) -> None:
@@ -154,6 +188,11 @@ def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: Mod
         )
     trust_code = trust_remote_code(model_args, training_args)
     model = load_model(model_args, trust_code)
+    # As TRL's dpo.py: a reference loaded like the policy, unless LoRA's base or a precomputed reference serves (TRL
+    # 0.28 cannot copy the policy under DeepSpeed ZeRO-3)
+    ref_model = None
+    if script_args.ref_model_name_or_path or not (model_args.use_peft or training_args.precompute_ref_log_probs):
+        ref_model = load_model(model_args, trust_code, script_args.ref_model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(
         model_args.model_name_or_path, revision=model_args.model_revision, trust_remote_code=trust_code
     )
@@ -162,12 +201,16 @@ def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: Mod
 
     trainer = ADPOTrainer(
         model,
+        ref_model=ref_model,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
+    distribution = describe_distribution(trainer)
+    if distribution is not None:
+        trainer.accelerator.print(distribution)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     if eval_dataset is not None:
         trainer.save_metrics("eval", trainer.evaluate())
