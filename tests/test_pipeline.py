@@ -215,3 +215,50 @@ def test_few_shot_prefix_is_drawn_with_the_seed_and_formatted_per_task():
     with pytest.raises(ValueError, match="num_shots=11, but the exemplar split has only 10 rows"):
         few_shot_prefix(questions, solutions, task, 11, seed=1, exemplar=task.exemplar)
     check_template("Q: {question}\\n{{literal braces}}", "template")
+
+
+def test_chat_prompts_go_through_the_template_and_give_conversational_pairs(critical_models, problems_file, tmp_path):
+    policy = critical_models["positive"]
+    sample_cli.run(*sample_cli.make_parser().parse(
+        sample_args(policy, problems_file / "problems.jsonl", tmp_path / "samples.jsonl", "--chat", "true")
+    ))
+    rows = read_jsonl(tmp_path / "samples.jsonl")
+    questions = [row["prompt"] for row in problem_rows(24, seed=40)]
+    assert all(row["prompt"] == [{"role": "user", "content": questions[row["problem_id"]]}] for row in rows)
+    pairs_cli.run(*pairs_cli.make_parser().parse(
+        ["--samples", str(tmp_path / "samples.jsonl"), "--output", str(tmp_path / "pairs.jsonl")]
+    ))
+    pairs = read_jsonl(tmp_path / "pairs.jsonl")
+    assert pairs and all(
+        p["prompt"][0]["role"] == "user" and p["chosen"][0]["role"] == p["rejected"][0]["role"] == "assistant"
+        for p in pairs
+    )
+    trainer = train_cli.run(*train_cli.parse_args([
+        "--model_name_or_path", str(policy), "--dataset_name", str(tmp_path / "pairs.jsonl"),
+        "--output_dir", str(tmp_path / "adpo"), "--max_steps", "1", "--per_device_train_batch_size", "2",
+        "--bf16", "false", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true", "--plot", "false",
+    ]))
+    prompt_ids = trainer.train_dataset[0]["prompt_input_ids" if "prompt_input_ids" in trainer.train_dataset.column_names
+                                           else "prompt_ids"]
+    assert trainer.processing_class.decode(prompt_ids).startswith("user :")
+
+
+def test_chat_generation_is_the_templated_text_and_needs_a_template(critical_models):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trl_adpo.pipeline.generation import generate, load_for_generation
+
+    model, tokenizer = load_for_generation(str(critical_models["positive"]), device="cpu")
+    question = problem_rows(1, seed=5)[0]["prompt"]
+    chat = generate(model, tokenizer, [[{"role": "user", "content": question}]], max_new_tokens=30)[0][0]
+    # the tiny tokenizer's template, written out: "{role} : {content} <eos> " per message, then "assistant : "
+    ids = tokenizer(f"user : {question} <eos> assistant : ", add_special_tokens=False, return_tensors="pt")["input_ids"]
+    output = AutoModelForCausalLM.from_pretrained(critical_models["positive"]).generate(
+        ids, max_new_tokens=30, do_sample=False, pad_token_id=tokenizer.pad_token_id
+    )
+    assert chat == tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True)
+
+    plain = AutoTokenizer.from_pretrained(critical_models["positive"])
+    plain.chat_template = None
+    with pytest.raises(ValueError, match="no chat template"):
+        generate(model, plain, [[{"role": "user", "content": question}]], max_new_tokens=3)

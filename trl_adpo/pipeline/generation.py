@@ -58,6 +58,18 @@ def load_for_generation(
     return model.to(device).eval(), tokenizer
 
 
+def render(tokenizer: PreTrainedTokenizerBase, prompt: str | list[dict[str, str]]) -> str:
+    """A prompt's text: itself, or its messages through the tokenizer's chat template, ready for the assistant."""
+    if isinstance(prompt, str):
+        return prompt
+    if tokenizer.chat_template is None:
+        raise ValueError(
+            "chat: the prompts are messages, but the model's tokenizer has no chat template. Use an instruction-tuned "
+            "model, or leave --chat off to give the prompts as plain text."
+        )
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     """`text` up to the first of the `stop` strings."""
     cut = min((text.find(s) for s in stop if s in text), default=len(text))
@@ -68,7 +80,7 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
 def generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[str],
+    prompts: Sequence[str | list[dict[str, str]]],
     *,
     n: int = 1,
     temperature: float = 0.0,
@@ -79,13 +91,18 @@ def generate(
 ) -> list[list[str]]:
     """`n` completions of each prompt, in one batch: greedy at temperature 0, sampled otherwise (seeded by `seed`).
 
+    A prompt is text, or a list of messages that goes through the tokenizer's chat template (which brings its own
+    special tokens).
+
     Generation ends at EOS, at `max_new_tokens`, or at one of the `stop` strings, which is cut off.
 
     Returns:
         For each prompt, its `n` completions (special tokens removed).
     """
     torch.manual_seed(seed)
-    batch = tokenizer(list(prompts), return_tensors="pt", padding=True).to(model.device)
+    chat = any(not isinstance(prompt, str) for prompt in prompts)
+    texts = [render(tokenizer, prompt) for prompt in prompts]
+    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat).to(model.device)
     sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else dict(
         do_sample=False, temperature=None, top_p=None, top_k=None
     )

@@ -18,6 +18,13 @@ from collections import Counter
 from dataclasses import dataclass
 
 
+def _completion(row: dict):
+    """A sample's completion in its prompt's format: an assistant message after a conversational prompt."""
+    if isinstance(row["prompt"], str):
+        return row["completion"]
+    return [{"role": "assistant", "content": row["completion"]}]
+
+
 def _rng(seed: int, problem_id) -> random.Random:
     return random.Random(f"{seed}/{problem_id}")
 
@@ -53,7 +60,10 @@ class PairSummary:
 
 
 def select_pairs(samples: list[dict], seed: int = 0) -> tuple[list[dict], PairSummary]:
-    """One (chosen, rejected) pair per problem, in TRL's standard preference format, and a summary."""
+    """One (chosen, rejected) pair per problem, in TRL's preference format, and a summary.
+
+    Conversational samples (prompts that are messages) give conversational pairs: the completions become assistant
+    messages."""
     pairs, without_correct, without_incorrect = [], 0, 0
     problems = _by_problem(samples)
     for problem_id, rows in problems.items():
@@ -66,8 +76,8 @@ def select_pairs(samples: list[dict], seed: int = 0) -> tuple[list[dict], PairSu
             chosen = rng.choice(_answer_groups(correct, rng)[0])
             rejected = rng.choice(_answer_groups(wrong, rng)[0])
             pairs.append(
-                {"problem_id": problem_id, "prompt": chosen["prompt"], "chosen": chosen["completion"],
-                 "rejected": rejected["completion"]}
+                {"problem_id": problem_id, "prompt": chosen["prompt"], "chosen": _completion(chosen),
+                 "rejected": _completion(rejected)}
             )
     return pairs, PairSummary(len(problems), len(pairs), without_correct, without_incorrect)
 
@@ -88,7 +98,7 @@ def critical_training_samples(samples: list[dict], seed: int = 0) -> list[dict]:
             covered += group
         selected += covered
     return [
-        {"problem_id": row["problem_id"], "prompt": row["prompt"], "completion": row["completion"],
+        {"problem_id": row["problem_id"], "prompt": row["prompt"], "completion": _completion(row),
          "correct": row["correct"]}
         for row in selected
     ]

@@ -16,12 +16,13 @@ from .verifiers import Verifier, load_verifier
 
 @dataclass(frozen=True)
 class Problem:
-    """One problem: its id, question, parsed reference answer and the full prompt the model sees."""
+    """One problem: its id, question, parsed reference answer and the full prompt the model sees (text, or a user
+    message for the chat template)."""
 
     id: str | int
     question: str
     reference: str
-    prompt: str
+    prompt: str | list[dict[str, str]]
 
 
 @dataclass
@@ -62,6 +63,13 @@ class ProblemSource:
     solution_column: str | None = field(default=None, metadata={"help": "The exemplars' worked solutions."})
     shot_seed: int = field(default=0, metadata={"help": "Seed that draws the exemplars (the same for every problem)."})
     max_problems: int | None = field(default=None, metadata={"help": "Only the first this many problems."})
+    chat: bool = field(
+        default=False,
+        metadata={
+            "help": "Ask each prompt as a user message through the model's chat template (instruction-tuned models). "
+            "Samples then hold conversational prompts, and `trl-adpo pairs` writes conversational pairs."
+        },
+    )
 
     def resolved_task(self) -> Task:
         """The task with this source's options in place of its presets."""
@@ -142,5 +150,6 @@ def load_problems(source: ProblemSource) -> tuple[list[Problem], Task, Verifier]
             )
         question = str(row[task.question_column])
         problem_id = row[source.id_column] if source.id_column else row_number
-        problems.append(Problem(problem_id, question, reference, prefix + task.template.format(question=question)))
+        prompt = prefix + task.template.format(question=question)
+        problems.append(Problem(problem_id, question, reference, [{"role": "user", "content": prompt}] if source.chat else prompt))
     return problems, task, verifier
