@@ -59,7 +59,8 @@ def chat_rows(count: int, seed: int) -> list[dict]:
 
 def lora_trainer(tmp_path, directory, rows, model=None, **options) -> ADPOTrainer:
     return ADPOTrainer(
-        model or AutoModelForCausalLM.from_pretrained(directory), args=ADPOConfig(output_dir=str(tmp_path), **{**COMMON, **options}),
+        model or AutoModelForCausalLM.from_pretrained(directory),
+        args=ADPOConfig(output_dir=str(tmp_path), **{**COMMON, **options}),
         processing_class=AutoTokenizer.from_pretrained(directory), train_dataset=Dataset.from_list(rows),
         peft_config=LoraConfig(**LORA),
     )

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["DPO", "conservative DPO", "ADPO static k=1", "ADPO static k=2", "ADPO adaptive m=4", "ADPO adaptive m=16",
-           "conservative ADPO adaptive m=16"]
+METHODS = ["DPO", "ADPO m=256", "ADPO static k=1", "ADPO static k=2", "ADPO static k=4", "ADPO static k=8",
+           "ADPO adaptive m=2", "ADPO adaptive m=16", "ADPO step (;)", "cDPO", "cADPO"]
 
 
 def test_quick_run_writes_the_table_the_plot_and_the_raw_results(tmp_path):
@@ -23,8 +23,12 @@ def test_quick_run_writes_the_table_the_plot_and_the_raw_results(tmp_path):
     assert "| SFT (start) |" in table
     for method in METHODS:
         assert f"| {method} |" in table, method
-    assert (tmp_path / "training_dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for plot in ("training_dynamics.png", "accuracy.png"):
+        assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     raw = json.loads((tmp_path / "results.json").read_text())
     assert set(raw["methods"]) == set(METHODS)
     for runs in raw["methods"].values():
         assert all(0 <= run["accuracy"] <= 1 and run["curve"] for run in runs)
+        assert all(len(run["verdicts"]) == raw["settings"]["heldout_problems"] for run in runs)
+    assert set(raw["differences"]) == set(METHODS) - {"DPO"}
+    assert all(d["low"] <= d["mean"] <= d["high"] for d in raw["differences"].values())
