@@ -35,7 +35,7 @@ def command_for(config: Path):
 
     if config in CRITICAL_CONFIGS:
         return train_critical
-    return {"sample": sample, "evaluate": evaluate}.get(config.name.split("_")[0], train)
+    return {"sample": sample, "evaluate": evaluate}.get(config.stem.split("_")[0], train)
 
 
 def tiny_run(quickstart: Path, output_dir: Path, *extra: str) -> list[str]:

@@ -23,11 +23,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DEMO, OUTPUT = ".smollm2_demo", "outputs/smollm2-demo-adpo"
 COMMANDS = [
     f"python -m trl_adpo.examples.smollm2 {DEMO}",
-    "trl-adpo evaluate --config configs/smollm2_demo_evaluate.yaml",
-    "trl-adpo sample --config configs/smollm2_demo_sample.yaml",
+    "trl-adpo evaluate --config configs/smollm2_demo/evaluate.yaml",
+    "trl-adpo sample --config configs/smollm2_demo/sample.yaml",
     f"trl-adpo pairs --samples {DEMO}/samples.jsonl --output {DEMO}/pairs.jsonl",
     "trl-adpo train --config configs/smollm2_demo.yaml",
-    f"trl-adpo evaluate --config configs/smollm2_demo_evaluate.yaml --model_name_or_path {OUTPUT} "
+    f"trl-adpo evaluate --config configs/smollm2_demo/evaluate.yaml --model_name_or_path {OUTPUT} "
     f"--output {DEMO}/after.json",
 ]
 
