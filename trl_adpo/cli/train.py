@@ -254,4 +254,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, ADPOConf
 
 
 def main(argv: list[str] | None = None) -> None:
-    run(*parse_args(argv))
+    trainer = run(*parse_args(argv))
+    # ends the trackers and, in a distributed run, the process group: without it, a process of a DeepSpeed ZeRO-3 run
+    # on the CPU could abort at exit ("terminate called without an active exception") after everything was saved
+    trainer.accelerator.end_training()
