@@ -32,8 +32,8 @@ COMMANDS = [
 ]
 
 
-def run(command: str) -> tuple[float, str]:
-    """Run `command` in the repository root (the installed `trl-adpo` next to this Python); its wall time and output."""
+def run(command: str) -> float:
+    """Run `command` in the repository root (the installed `trl-adpo` next to this Python); its wall time."""
     start = time.perf_counter()
     argv = shlex.split(command)
     argv[0] = sys.executable if argv[0] == "python" else str(Path(sys.executable).parent / argv[0])
@@ -41,7 +41,7 @@ def run(command: str) -> tuple[float, str]:
     print(done.stdout[-2000:], done.stderr[-2000:] if done.returncode else "", sep="\n", flush=True)
     if done.returncode:
         raise SystemExit(f"`{command}` failed with exit status {done.returncode}")
-    return time.perf_counter() - start, done.stdout
+    return time.perf_counter() - start
 
 
 def paired(before: list[bool], after: list[bool]) -> dict:
@@ -105,7 +105,7 @@ def main() -> None:
     times = []
     for command in COMMANDS:
         print(f"$ {command}", flush=True)
-        times.append(run(command)[0])
+        times.append(run(command))
     print(report(times))
 
 
