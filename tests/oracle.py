@@ -94,19 +94,22 @@ def split_steps(text: str, delimiter: str = "\n", pattern: str | None = None) ->
 
 
 def step_segments(token_ids: list[int], tokenizer, delimiter: str = "\n", pattern: str | None = None) -> list[int]:
-    """The step of each token: the step in which the token's first character lies, found by decoding prefixes; a
-    token without text goes with the token before it; steps numbered 0, 1, ... in the order the tokens reach them."""
+    """The step of each token: the step in which the token's first non-whitespace character lies (its first
+    character if it has only whitespace), found by decoding prefixes; a token without text goes with the token before
+    it; steps numbered 0, 1, ... in the order the tokens reach them."""
 
     def decode(ids: list[int]) -> str:
         return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
+    text = decode(token_ids)
     char_step = []
-    for j, step in enumerate(split_steps(decode(token_ids), delimiter, pattern)):
+    for j, step in enumerate(split_steps(text, delimiter, pattern)):
         char_step += [j] * len(step)
     steps = []
     for i in range(len(token_ids)):
         start, end = len(decode(token_ids[:i])), len(decode(token_ids[: i + 1]))
-        steps.append(char_step[start] if end > start else (steps[-1] if steps else None))
+        visible = next((c for c in range(start, end) if not text[c].isspace()), start)
+        steps.append(char_step[visible] if end > start else (steps[-1] if steps else None))
     first = next((step for step in steps if step is not None), 0)
     steps = [first if step is None else step for step in steps]
     order = {step: n for n, step in enumerate(dict.fromkeys(steps))}

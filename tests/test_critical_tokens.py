@@ -6,6 +6,7 @@ the correct and the wrong solutions of arithmetic pairs.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 
@@ -178,14 +179,15 @@ def cadpo_trainer(tmp_path, quickstart, critical_models, rows, ref_model=True, p
             negative_model=str(critical_models["negative"]), **{**COMMON, **options},
         ),
         processing_class=AutoTokenizer.from_pretrained(quickstart / "model"),
-        train_dataset=Dataset.from_list(rows),
+        train_dataset=rows if isinstance(rows, Dataset) else Dataset.from_list(rows),
     )
 
 
 @pytest.mark.parametrize(
     "options", [dict(num_segments=1), dict(num_segments=256), dict(granularity="static", window_size=3),
-                dict(num_segments=1, max_length=45), dict(num_segments=4, weight_chosen_tokens=True)],
-    ids=["cDPO", "cADPO-m256", "cADPO-k3", "cDPO-truncated", "cADPO-m4-both-sides"],
+                dict(num_segments=1, max_length=45), dict(num_segments=1, max_length=45, truncation_mode="keep_end"),
+                dict(num_segments=4, weight_chosen_tokens=True)],
+    ids=["cDPO", "cADPO-m256", "cADPO-k3", "cDPO-truncated", "cDPO-truncated-keep-end", "cADPO-m4-both-sides"],
 )
 def test_cdpo_and_cadpo_equal_the_per_pair_loop(tmp_path, quickstart, critical_models, options):
     trainer = cadpo_trainer(tmp_path, quickstart, critical_models, preference_rows(8, seed=21), **options)
@@ -240,6 +242,48 @@ def test_cadpo_with_every_weight_one_is_adpo_step_for_step(tmp_path, quickstart,
         for key in ("loss", "grad_norm", "rewards/chosen", "rewards/rejected", "adpo/segment_margin"):
             assert actual[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-7), key
         assert actual["adpo/rejected_weight_mean"] == 1.0 and actual["adpo/rejected_weight_below_half"] == 0.0
+
+
+def test_logged_rewards_are_dpos_unweighted_rewards(tmp_path, quickstart, critical_models):
+    """`rewards/*` are beta times the summed log-ratio, as DPO's and as documented, on both TRL lines: a cADPO run logs
+    at its first step what the same run without weights logs (the weights change the loss, never the rewards)."""
+    rows = preference_rows(8, seed=27)
+    policy = AutoModelForCausalLM.from_pretrained(quickstart / "model")
+    torch.manual_seed(1)
+    with torch.no_grad():  # a policy unlike its reference: rewards that are not 0
+        for parameter in policy.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    plain = ADPOTrainer(
+        copy.deepcopy(policy), ref_model=AutoModelForCausalLM.from_pretrained(quickstart / "model"),
+        args=ADPOConfig(output_dir=str(tmp_path / "plain"), **{**COMMON, "max_steps": 1}),
+        processing_class=AutoTokenizer.from_pretrained(quickstart / "model"), train_dataset=Dataset.from_list(rows),
+    )
+    cadpo = cadpo_trainer(tmp_path / "cadpo", quickstart, critical_models, rows, policy=policy, max_steps=1)
+    first = {}
+    for name, trainer in (("plain", plain), ("cadpo", cadpo)):
+        trainer.train()
+        first[name] = next(entry for entry in trainer.state.log_history if "loss" in entry)
+    assert first["cadpo"]["adpo/rejected_weight_mean"] < 1  # the weights are there, and change the loss
+    assert first["cadpo"]["loss"] != pytest.approx(first["plain"]["loss"], rel=1e-4)
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
+        assert first["cadpo"][key] == pytest.approx(first["plain"][key], rel=1e-5, abs=1e-7), key
+    assert first["cadpo"]["rewards/margins"] != 0
+
+
+def test_weight_columns_already_in_the_data_are_computed_again(tmp_path, quickstart, critical_models):
+    """Pairs that carry the weights of another run (here of a cADPO trainer that weighs the rejected side only, made
+    stale), given to one that weighs both sides: the weights are dropped, with a warning, and computed again."""
+    rows = preference_rows(6, seed=28)
+    first = cadpo_trainer(tmp_path / "first", quickstart, critical_models, rows)
+    carried = Dataset.from_list(rows).add_column(
+        "rejected_weights", [[0.0] * len(weights) for weights in first.train_dataset["rejected_weights"]]
+    )
+    with pytest.warns(UserWarning, match=r"already holds the per-token column\(s\) \['rejected_weights'\]"):
+        second = cadpo_trainer(tmp_path / "second", quickstart, critical_models, carried, weight_chosen_tokens=True)
+    fresh = cadpo_trainer(tmp_path / "fresh", quickstart, critical_models, rows, weight_chosen_tokens=True)
+    for column in ("chosen_weights", "rejected_weights"):
+        for got, expected in zip(second.train_dataset[column], fresh.train_dataset[column]):
+            torch.testing.assert_close(torch.tensor(got), torch.tensor(expected), rtol=1e-5, atol=1e-6)
 
 
 def test_weights_of_a_row_do_not_depend_on_batch_size_or_order(tmp_path, quickstart, critical_models):

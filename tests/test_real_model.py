@@ -130,3 +130,16 @@ def test_4bit_nf4_load_of_the_converted_model_trains_lora(tmp_path, smollm2):
     assert model.is_loaded_in_4bit
     trainer = lora_trainer(tmp_path, smollm2, chat_rows(4, seed=2), model=model, max_steps=1)
     train_and_check_adapters(trainer)
+
+
+def test_a_step_pattern_opens_its_step_with_smollm2s_tokenizer(smollm2):
+    """SmolLM2's byte-level BPE puts the space before "Step" into the token " Step": that token opens the step."""
+    from trl_adpo.segmentation import step_segment_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    ids = tokenizer("Step 1: a. Step 2: b. Step 3: c", add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids).count("ĠStep") == 2
+    segments = step_segment_ids(ids, tokenizer, pattern=r"Step \d+:")
+    assert segments == step_segments(ids, tokenizer, pattern=r"Step \d+:")
+    steps = [tokenizer.decode([i for i, s in zip(ids, segments) if s == j]) for j in range(max(segments) + 1)]
+    assert steps == ["Step 1: a.", " Step 2: b.", " Step 3: c"]

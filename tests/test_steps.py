@@ -7,6 +7,7 @@ whose merges cross spaces, newlines and punctuation, so that delimiters fall ins
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 import torch
@@ -88,6 +89,71 @@ def test_bpe_tokens_hold_delimiters_with_other_text(models):
     assert any("=" in piece and piece.strip() != "=" for piece in pieces)
 
 
+STEP_TEXTS = ["Step 1: a. Step 2: b. Step 3: c", "Step 1: x = 2.\nStep 2: y = 3.\nStep 12: z = 5", "So: Step 1: go. Step 2: stop"]
+STEP_PATTERN = r"Step \d+:"
+
+
+def step_corpus() -> list[str]:
+    rng = random.Random(0)
+    return [" ".join(f"Step {n}: {rng.choice('abcxyz')} = {rng.randrange(10)}." for n in range(1, rng.randint(2, 14)))
+            for _ in range(300)] + STEP_TEXTS
+
+
+def gpt2_style_bpe():
+    """A byte-level BPE with GPT-2's pre-tokenizer regex: a word's leading space is part of its token (" Step")."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    backend.train_from_iterator(step_corpus(), trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    ))
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<eos>")
+
+
+def sentencepiece_style_bpe():
+    """A SentencePiece-style BPE (Metaspace): a word's leading space is the "▁" of its token ("▁Step")."""
+    from tokenizers.implementations import SentencePieceBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    backend = SentencePieceBPETokenizer()
+    backend.train_from_iterator(step_corpus(), vocab_size=400, special_tokens=["<eos>"], show_progress=False)
+    return PreTrainedTokenizerFast(tokenizer_object=backend._tokenizer, eos_token="<eos>")
+
+
+def step_texts(tokenizer, ids: list[int], segments: list[int]) -> list[str]:
+    return [tokenizer.decode([i for i, s in zip(ids, segments) if s == j]) for j in range(max(segments) + 1)]
+
+
+@pytest.mark.parametrize("kind", ["gpt2-style BPE", "SentencePiece-style BPE", "word"])
+@pytest.mark.parametrize("text", STEP_TEXTS)
+def test_a_pattern_match_opens_its_step_on_every_kind_of_tokenizer(models, kind, text):
+    """Whatever token carries the space before a match, the match is at the start of the step it opens: each step,
+    stripped, begins with the pattern (but a first step before the first match), and the steps are the text's pieces."""
+    if kind == "word":
+        from trl_adpo.examples.tiny import build_word_tokenizer
+
+        tokenizer = build_word_tokenizer(["Step", "So", *"0123456789", ":", ".", "=", *"abcxyz"])
+        pattern = r"Step \d+ :"  # the word-level decoder puts a space between tokens
+    else:
+        tokenizer = gpt2_style_bpe() if kind.startswith("gpt2") else sentencepiece_style_bpe()
+        pattern = STEP_PATTERN
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if kind != "word" and " Step" in text:  # the case that matters: a token that starts with the space before "Step"
+        assert any(tokenizer.convert_ids_to_tokens(i) in ("ĠStep", "▁Step") for i in ids[1:])
+    segments = step_segment_ids(ids, tokenizer, pattern=pattern)
+    assert segments == step_segments(ids, tokenizer, pattern=pattern)
+    steps = step_texts(tokenizer, ids, segments)
+    matches = list(re.finditer(pattern, tokenizer.decode(ids)))
+    assert len(steps) == len(matches) + (matches[0].start() > 0)
+    for step in steps[1:] if matches[0].start() > 0 else steps:
+        assert re.match(pattern, step.strip()), steps
+    if kind == "gpt2-style BPE" and text == STEP_TEXTS[0]:
+        assert steps == ["Step 1: a.", " Step 2: b.", " Step 3: c"]
+
+
 @pytest.mark.parametrize("delimiter", [";", "\n", "answer"])
 def test_word_level_steps_are_the_split_steps_tokenized_one_by_one(models, delimiter):
     tokenizer = AutoTokenizer.from_pretrained(models["word"])
@@ -153,6 +219,31 @@ def test_step_loss_equals_the_loop_over_unpadded_pairs(tmp_path, models, kind, o
         batch_losses(trainer, rows).double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-4, atol=1e-5
     )
     assert trainer.last_adpo_output.feedback_length.tolist() == [len(m) for m in margins]
+
+
+def test_step_ids_that_come_with_the_data_are_cut_again(tmp_path, models):
+    """Segment ids of another cut (here ';' where this config cuts at newlines) are dropped, with a warning, and the
+    steps are cut again as this config says."""
+    from datasets import Dataset
+
+    tokenizer = AutoTokenizer.from_pretrained(models["word"])
+
+    def trainer(data, **options):
+        return ADPOTrainer(
+            AutoModelForCausalLM.from_pretrained(models["word"]),
+            args=ADPOConfig(output_dir=str(tmp_path), granularity="step", **options, **COMMON),
+            processing_class=tokenizer, train_dataset=data,
+        )
+
+    rows = Dataset.from_list(step_rows(6, seed=5))
+    by_semicolon = trainer(rows, step_delimiter=";").train_dataset
+    carried = rows.add_column("chosen_segment_ids", by_semicolon["chosen_segment_ids"]).add_column(
+        "rejected_segment_ids", by_semicolon["rejected_segment_ids"]
+    )
+    with pytest.warns(UserWarning, match=r"\['chosen_segment_ids', 'rejected_segment_ids'\]"):
+        by_line = trainer(carried).train_dataset
+    assert by_line["chosen_segment_ids"] == trainer(rows).train_dataset["chosen_segment_ids"]
+    assert by_line["chosen_segment_ids"] != by_semicolon["chosen_segment_ids"]
 
 
 def test_one_step_is_dpo_and_a_delimiter_in_every_token_is_token_level(tmp_path, load, tokenizer, make_dataset):

@@ -249,6 +249,35 @@ def test_4bit_nf4_model_with_lora_trains(tmp_path, tiny_model_dir, tokenizer, ma
     assert changed == list(adapters)
 
 
+def test_per_token_columns_that_come_with_the_data_are_dropped(tmp_path, load, tokenizer, reference_model_dir, make_dataset):
+    """Critical-token weights a plain ADPO config does not ask for, and reference log-probs a run without
+    precompute_ref_log_probs does not use, are dropped with a warning: the losses are those of the clean data, and
+    the model card says ADPO."""
+    dataset = make_dataset(6, seed=14)
+    clean = ADPOTrainer(
+        load(), ref_model=load(reference_model_dir), args=adpo_config(tmp_path), processing_class=tokenizer,
+        train_dataset=dataset,
+    )
+    lengths = {side: [len(token_ids(row, side)) for row in clean.train_dataset] for side in ("chosen", "rejected")}
+    carried = (
+        dataset.add_column("ref_chosen_logps", [[-50.0] * n for n in lengths["chosen"]])
+        .add_column("ref_rejected_logps", [[-1.0] * n for n in lengths["rejected"]])
+        .add_column("rejected_weights", [[0.1] * n for n in lengths["rejected"]])
+    )
+    with pytest.warns(
+        UserWarning, match=r"already holds the per-token column\(s\) \['ref_chosen_logps', 'ref_rejected_logps', 'rejected_weights'\]"
+    ):
+        stale = ADPOTrainer(
+            load(), ref_model=load(reference_model_dir), args=adpo_config(tmp_path), processing_class=tokenizer,
+            train_dataset=carried,
+        )
+    assert not {"ref_chosen_logps", "ref_rejected_logps", "rejected_weights"} & set(stale.train_dataset.column_names)
+    expected = batch_losses(clean, [clean.train_dataset[i] for i in range(6)])
+    torch.testing.assert_close(batch_losses(stale, [stale.train_dataset[i] for i in range(6)]), expected)
+    stale.create_model_card()
+    assert "| method | ADPO |" in (tmp_path / "adpo" / "README.md").read_text()
+
+
 # --- the training loop around the loss ----------------------------------------------------------------------------
 
 

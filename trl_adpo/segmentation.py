@@ -171,17 +171,28 @@ def step_boundaries(text: str, delimiter: str, pattern: str | None = None) -> np
     return np.array(sorted(set(offsets)), dtype=np.int64)
 
 
+def first_visible_characters(text: str, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The offset of each token's first non-whitespace character; a token of whitespace alone: its first one."""
+    offsets = starts.copy()
+    for i, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist())):
+        piece = text[start : start + length]
+        if piece.strip():
+            offsets[i] = start + len(piece) - len(piece.lstrip())
+    return offsets
+
+
 def step_segment_ids(
     token_ids: Sequence[int], tokenizer: Decoder, delimiter: str = "\n", pattern: str | None = None
 ) -> list[int]:
     """One segment per reasoning step: the segment id of each token of a tokenized completion.
 
     The completion is decoded and cut into steps at character offsets (`step_boundaries`). A token belongs to the
-    step in which its first character lies, so a token that holds a delimiter and the text after it (``";\\nd"``)
-    closes its step, and a delimiter spread over several tokens ends its step after its last one. A token with no
-    text of its own goes with the token before it. Steps that no token starts (two delimiters in one token, a
-    delimiter at the very end) are dropped, so the ids are contiguous from 0; a completion without a delimiter is one
-    segment.
+    step in which its first non-whitespace character lies (a token of whitespace alone: its first character). So a
+    byte-level BPE or SentencePiece token that carries the space before a pattern's match (``" Step"``) opens the
+    step the match begins, a token that holds a delimiter and the text after it (``";\\nd"``) closes its step, and a
+    delimiter spread over several tokens ends its step after its last one. A token with no text of its own goes with
+    the token before it. Steps that no token starts (two delimiters in one token, a delimiter at the very end) are
+    dropped, so the ids are contiguous from 0; a completion without a delimiter is one segment.
 
     Args:
         token_ids: the completion's token ids, in order.
@@ -195,7 +206,8 @@ def step_segment_ids(
     if len(token_ids) == 0:
         return []
     text, starts, lengths = token_starts(token_ids, tokenizer)
-    crossed = np.searchsorted(step_boundaries(text, delimiter, pattern), starts, side="right")
+    offsets = first_visible_characters(text, starts, lengths)
+    crossed = np.searchsorted(step_boundaries(text, delimiter, pattern), offsets, side="right")
     crossed = np.maximum.accumulate(np.where(lengths > 0, crossed, -1))  # textless tokens join the token before
     crossed = np.maximum(crossed, crossed[lengths > 0][0] if (lengths > 0).any() else 0)
     return np.concatenate([[0], np.cumsum(np.diff(crossed) != 0)]).tolist()

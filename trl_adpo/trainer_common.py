@@ -128,12 +128,33 @@ def gather_rows(accelerator, values: torch.Tensor, mask: torch.Tensor) -> list[l
     return [row[keep].tolist() for row, keep in zip(values.cpu(), mask.cpu())]
 
 
+def without_per_token_columns(dataset, name: str):
+    """`dataset` without the `PER_TOKEN_COLUMNS` it already holds (from another trainer, run or config), with a
+    warning naming them.
+
+    The trainer derives every per-token column from its own config and data (per-token reference log-probs with
+    `precompute_ref_log_probs`, step segment ids with `granularity="step"`, critical-token weights with
+    `positive_model`/`negative_model`), so a column that came with the data is never trusted: it is dropped here,
+    before tokenization, and computed again where the config asks for it.
+    """
+    stale = [column for column in PER_TOKEN_COLUMNS if column in (getattr(dataset, "column_names", None) or [])]
+    if not stale:
+        return dataset
+    warnings.warn(
+        f"The {name} dataset already holds the per-token column(s) {stale}, made by another trainer or run. "
+        "ADPOTrainer derives them from its own config (precompute_ref_log_probs, granularity='step', "
+        "positive_model/negative_model), so they are dropped and computed again where this config asks for them.",
+        stacklevel=3,
+    )
+    return dataset.remove_columns(stale)
+
+
 def with_step_columns(dataset: Dataset, processing_class, args: ADPOConfig, name: str, suffix: str) -> Dataset:
     """With `granularity="step"`, a tokenized `dataset` plus the step segment ids of its scored completion tokens.
 
     `suffix` ends the token-id columns: `_input_ids` on TRL 0.28, `_ids` on TRL 1.x.
     """
-    if args.granularity != "step" or not isinstance(dataset, Dataset) or SEGMENT_COLUMNS[0] in dataset.column_names:
+    if args.granularity != "step" or not isinstance(dataset, Dataset):
         return dataset
     tokenizer = getattr(processing_class, "tokenizer", processing_class)
 
@@ -208,6 +229,7 @@ class ADPOTrainerMixin:
 
     last_adpo_output: ADPOLossOutput | None = None
     """The ADPO output of the last batch, detached: per-pair losses, segment rewards, feedback lengths."""
+    _last_rewards: tuple[torch.Tensor, torch.Tensor] | None = None
     _last_weight_stats: torch.Tensor | None = None
 
     @staticmethod
@@ -274,16 +296,14 @@ class ADPOTrainerMixin:
             segmentation = dict(granularity="static", window_size=args.window_size)
         else:
             segmentation = dict(granularity="adaptive", num_segments=args.num_segments)
-        if args.critical_tokens and WEIGHT_COLUMNS[1] not in batch:
+        weight_columns = self._weight_columns()
+        if any(column not in batch for column in weight_columns):
             raise ValueError(
                 "This batch has no critical-token weights: ADPOTrainer computes them for the train and eval datasets "
                 "given at construction. Pass every eval dataset to the trainer when you build it."
             )
-        weights = {
-            column: fit_width(batch[column].to(chosen.device), width, column)
-            for column, width in zip(WEIGHT_COLUMNS, (width_chosen, width_rejected))
-            if column in batch
-        }
+        widths = dict(zip(WEIGHT_COLUMNS, (width_chosen, width_rejected)))
+        weights = {column: fit_width(batch[column].to(chosen.device), widths[column], column) for column in weight_columns}
         output = adpo_loss(
             chosen,
             rejected,
@@ -295,6 +315,11 @@ class ADPOTrainerMixin:
             reduction=args.segment_reduction,
         )
         self.last_adpo_output = output.detach()
+        # DPO's rewards, beta times the summed log-ratio, unweighted whatever the critical-token weights (as TRL 1.x logs)
+        self._last_rewards = tuple(
+            args.beta * logratios.detach().masked_fill(~mask, 0.0).sum(dim=1)
+            for logratios, mask in zip((chosen, rejected), masks)
+        )
         self._last_weight_stats = None
         if WEIGHT_COLUMNS[1] in weights:
             rejected_weights = weights[WEIGHT_COLUMNS[1]][masks[1]]
@@ -302,6 +327,12 @@ class ADPOTrainerMixin:
                 [rejected_weights.sum(), (rejected_weights < 0.5).sum(), rejected_weights.new_tensor(rejected_weights.numel())]
             ).float()
         return output
+
+    def _weight_columns(self) -> tuple[str, ...]:
+        """The critical-token weight columns this config uses: none, the rejected side's, or both sides'."""
+        if not self.args.critical_tokens:
+            return ()
+        return WEIGHT_COLUMNS if self.args.weight_chosen_tokens else WEIGHT_COLUMNS[1:]
 
     def _segment_metrics(self) -> dict[str, float]:
         """Feedback length (mean and max), segment accuracy and margin of the last batch, over all processes."""
@@ -383,7 +414,7 @@ class ADPOTrainerMixin:
         models.check_vocabulary(tokenizer, option="ADPOConfig: {side}_model")
         if self.is_deepspeed_enabled:  # ZeRO-3 loads them partitioned: an inference engine gathers what runs
             models.wrap(lambda model: prepare_deepspeed(model, self.accelerator))
-        columns = WEIGHT_COLUMNS if args.weight_chosen_tokens else WEIGHT_COLUMNS[1:]
+        columns = self._weight_columns()
 
         def weights(batch: dict[str, Any]) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
             input_ids, attention_mask, scored = self._scored_sequences(batch)
@@ -405,10 +436,9 @@ class ADPOTrainerMixin:
                     f"Critical-token weights are computed once per row, which needs a map-style `datasets.Dataset`; "
                     f"the {name} dataset is a {type(dataset).__name__}."
                 )
-            if columns[-1] not in dataset.column_names:
-                datasets[name] = self._add_per_token_columns(
-                    dataset, batch_size, f"Critical-token weights of the {name} dataset", columns, weights
-                )
+            datasets[name] = self._add_per_token_columns(
+                dataset, batch_size, f"Critical-token weights of the {name} dataset", columns, weights
+            )
         models.free()
         self.train_dataset = datasets.pop("train")
         if isinstance(self.eval_dataset, dict):

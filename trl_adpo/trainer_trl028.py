@@ -31,6 +31,7 @@ from .trainer_common import (
     left_align,
     resolve_checkpoint,
     with_step_columns,
+    without_per_token_columns,
 )
 
 REFERENCE_DIR = "adpo_reference_logps"  # in a checkpoint: the precomputed per-token reference log-probs
@@ -58,6 +59,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         self._add_critical_token_weights()
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        dataset = without_per_token_columns(dataset, dataset_name)
         if isinstance(dataset, Dataset):
             check_preference_dataset(dataset, dataset_name)
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
@@ -269,7 +271,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
 
         Returns:
             ``(B,)`` per-pair losses, and the chosen and rejected rewards ``(B,)``: `beta` times the log-ratio summed
-            over the whole completion, as DPO's.
+            over the whole completion, as DPO's (unweighted, whatever the critical-token weights).
         """
         output = self._adpo(
             (model_output["chosen_token_logps"], model_output["rejected_token_logps"]),
@@ -277,7 +279,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
             (model_output["chosen_mask"], model_output["rejected_mask"]),
             model_output,
         )
-        return output.losses, output.chosen_rewards.sum(dim=1).detach(), output.rejected_rewards.sum(dim=1).detach()
+        return output.losses, *self._last_rewards
 
     def get_batch_loss_metrics(self, model, batch, train_eval="train"):
         """TRL's loss and metrics, plus the ADPO segment metrics gathered over all processes."""

@@ -21,7 +21,15 @@ from trl.models import prepare_deepspeed
 
 from .config import ADPOConfig
 from .data import check_preference_dataset, check_tokenized_dataset
-from .trainer_common import LOSS_COLUMNS, REF_COLUMNS, ADPOTrainerMixin, PerTokenCollator, left_align, with_step_columns
+from .trainer_common import (
+    LOSS_COLUMNS,
+    REF_COLUMNS,
+    ADPOTrainerMixin,
+    PerTokenCollator,
+    left_align,
+    with_step_columns,
+    without_per_token_columns,
+)
 
 ROW_COLUMN = "adpo_row"  # the row numbers of a raw dataset, to name rows that TRL's tokenization drops
 
@@ -61,7 +69,8 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
 
         TRL drops the rows whose prompt alone fills `max_length`; ADPO refuses them instead, by their row number.
         """
-        if not isinstance(dataset, Dataset) or "prompt_ids" in dataset.column_names:
+        dataset = without_per_token_columns(dataset, dataset_name)
+        if not isinstance(dataset, Dataset):
             return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         check_preference_dataset(dataset, dataset_name)
         rows = len(dataset)
@@ -112,8 +121,12 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
     def _compute_loss(self, model, inputs, return_outputs):
         """TRL's forward passes and metrics, with the ADPO loss of the per-token log-probs they computed."""
         per_token = {column: inputs[column] for column in LOSS_COLUMNS if column in inputs}
-        inputs = {key: value for key, value in inputs.items() if key not in per_token}  # TRL passes the rest to the model
-        precomputed = REF_COLUMNS[0] in inputs
+        precomputed = self.precompute_ref_logps
+        # TRL passes the rest to the model; reference columns only where this config precomputes them
+        inputs = {
+            key: value for key, value in inputs.items()
+            if key not in per_token and (precomputed or key not in REF_COLUMNS)
+        }
         if precomputed:  # TRL's metrics read summed reference log-probs
             reference_logps = (inputs[REF_COLUMNS[0]], inputs[REF_COLUMNS[1]])
             inputs = {**inputs, **{column: inputs[column].sum(dim=1) for column in REF_COLUMNS}}
