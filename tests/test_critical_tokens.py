@@ -116,6 +116,65 @@ def test_model_scores_of_padded_batches_equal_one_unpadded_sequence_at_a_time(
     assert torch.all(probs[~scored] == 0)
 
 
+LOGIT_TRANSFORM_MODELS = {  # architectures whose forward transforms the logits, where this transformers has them
+    "gemma2": dict(final_logit_softcapping=3.0, head_dim=8),
+    "granite": dict(logits_scaling=4.0),
+    "cohere": dict(logit_scale=0.25),
+    "falcon_h1": dict(
+        lm_head_multiplier=0.5, mamba_d_ssm=32, mamba_n_heads=4, mamba_d_head=8, mamba_d_state=8, mamba_chunk_size=16
+    ),
+    "hyperclovax": dict(logits_scaling=4.0),  # multiplies by it, where Granite divides: not reproduced, refused
+}
+
+
+def save_transform_model(directory, model_type: str, seed: int):
+    from transformers import CONFIG_MAPPING
+
+    torch.manual_seed(seed)
+    config = CONFIG_MAPPING[model_type](
+        vocab_size=48, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, pad_token_id=0, bos_token_id=1, eos_token_id=2, **LOGIT_TRANSFORM_MODELS[model_type],
+    )
+    AutoModelForCausalLM.from_config(config).save_pretrained(directory)
+    return str(directory)
+
+
+def transform_cases():
+    from transformers import CONFIG_MAPPING
+
+    return [model_type for model_type in LOGIT_TRANSFORM_MODELS if model_type in CONFIG_MAPPING]
+
+
+@pytest.mark.parametrize("model_type", transform_cases())
+def test_models_that_transform_their_logits_are_scored_from_their_forwards_logits_or_refused(tmp_path, model_type):
+    positive = save_transform_model(tmp_path / "positive", model_type, seed=0)
+    negative = save_transform_model(tmp_path / "negative", model_type, seed=1)
+    models = CriticalTokenModels.load(positive, negative)
+    sequence = torch.randint(3, 48, (12,), generator=torch.Generator().manual_seed(0)).tolist()
+    input_ids, attention_mask, scored = padded_batch([sequence], [4], 0, "right")
+    if model_type == "hyperclovax":
+        with pytest.raises(ValueError, match=r"positive_model='.*' \(HyperCLOVAXForCausalLM\): its forward transforms the logits"):
+            models.token_probs(input_ids, attention_mask, scored)
+        return
+    probs = models.token_probs(input_ids, attention_mask, scored)[0][scored[0]]
+    expected = loop_sequence_probs(  # softmax of the logits the models' own forwards return
+        AutoModelForCausalLM.from_pretrained(positive), AutoModelForCausalLM.from_pretrained(negative), sequence, 1.0
+    )[3:]
+    torch.testing.assert_close(probs.double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-6)
+
+
+def test_a_logit_transform_the_estimator_does_not_apply_is_refused(tmp_path, monkeypatch):
+    from trl_adpo import critical_models
+
+    monkeypatch.delitem(critical_models.LOGIT_TRANSFORMS, "logit_scale")
+    models = CriticalTokenModels.load(
+        save_transform_model(tmp_path / "positive", "cohere", 0), save_transform_model(tmp_path / "negative", "cohere", 1)
+    )
+    input_ids, attention_mask, scored = padded_batch([[5, 6, 7, 8, 9]], [2], 0, "right")
+    with pytest.raises(ValueError, match=r"\(CohereForCausalLM\): its forward transforms the logits .* the config attributes"):
+        models.token_probs(input_ids, attention_mask, scored)
+
+
 def test_the_estimator_localises_the_critical_token(critical_models, quickstart):
     """The rejected solutions go wrong at one step; their lowest-p_ce token should be the first one that differs
     from the correct solution far more often than chance (one over the number of completion tokens)."""
@@ -333,6 +392,31 @@ def test_an_eval_dataset_given_after_construction_is_refused(tmp_path, quickstar
     tokenized_without_weights = trainer.train_dataset.remove_columns("rejected_weights")
     with pytest.raises(ValueError, match="This batch has no critical-token weights: .* Pass every eval dataset"):
         trainer.evaluate(eval_dataset=tokenized_without_weights)
+
+
+def test_raw_samples_are_reduced_to_cdpos_selection_before_training(quickstart, tmp_path, capsys):
+    from trl_adpo.cli import train_critical
+    from trl_adpo.pipeline.io import write_jsonl
+
+    verdicts = {  # problem -> its four samples' answers and whether each is correct
+        0: [("1", True), ("1", True), ("2", False), ("3", False)],  # one correct kept; wrong "2" covers half of 2
+        1: [("4", False), ("4", False), ("4", False), ("5", False)],  # no correct; wrong "4" (3 of 4) covers half
+        2: [("7", True)] * 4,  # one correct kept, no wrong sample
+    }
+    rows = [
+        {"problem_id": problem, "prompt": f"a = {problem} ; a = ?", "completion": f"answer {answer} ({n})",
+         "answer": answer, "reference": "x", "correct": correct}
+        for problem, samples in verdicts.items() for n, (answer, correct) in enumerate(samples)
+    ]
+    write_jsonl(rows, tmp_path / "samples.jsonl")
+    args = ["--model_name_or_path", str(quickstart / "model"), "--dataset_name", str(tmp_path / "samples.jsonl"),
+            "--output_dir", str(tmp_path / "out"), "--bf16", "false", "--max_steps", "1", "--disable_tqdm", "true"]
+    train_critical.run(*train_critical.parse_args(args))
+    printed = capsys.readouterr().out
+    assert "cDPO's selection of the 12 verified samples: 2 correct and 4 incorrect completions" in printed
+    assert "Training the positive model on 2 correct" in printed and "negative model on 4 incorrect" in printed
+    train_critical.run(*train_critical.parse_args([*args, "--cdpo_selection", "false"]))
+    assert "Training the positive model on 6 correct" in capsys.readouterr().out
 
 
 # --- bad input ------------------------------------------------------------------------------------------------------

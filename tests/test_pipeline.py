@@ -184,7 +184,9 @@ def test_critical_training_samples_follow_cdpo():
 
 
 def test_wilson_interval_matches_the_formula_worked_by_hand():
-    # 7 of 10 at z = 1.96: centre (0.7 + 0.19208) / 1.38416 = 0.64450, half 0.25827 (computed by hand)
+    # 7 of 10 at z = 1.96 (z^2 = 3.8416): centre (0.7 + 3.8416 / 20) / (1 + 3.8416 / 10) = 0.89208 / 1.38416 = 0.64449;
+    # half-width 1.96 * sqrt(0.7 * 0.3 / 10 + 3.8416 / 400) / 1.38416 = 1.96 * sqrt(0.030604) / 1.38416 = 0.24772;
+    # so 0.39677 to 0.89221
     low, high = wilson_interval(7, 10)
     assert low == pytest.approx(0.3968, abs=1e-4) and high == pytest.approx(0.8922, abs=1e-4)
     assert wilson_interval(0, 20)[0] == 0.0 and wilson_interval(20, 20)[1] == 1.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,14 +36,35 @@ def adapter_base(name: str) -> str | None:
         return None
 
 
+LOGIT_TRANSFORMS = {
+    "final_logit_softcapping": lambda logits, cap: torch.tanh(logits / cap) * cap,  # Gemma 2 and 3
+    "logits_scaling": lambda logits, scale: logits / scale,  # Granite; MiniCPM3 divides the hidden states alike
+    "logit_scale": lambda logits, scale: logits * scale,  # Cohere
+    "lm_head_multiplier": lambda logits, multiplier: logits * multiplier,  # Falcon-H1
+}
+"""The transforms of the output logits that models' forwards apply after the output layer, by config attribute. A
+model whose forward does something else (HyperCLOVAX multiplies by its `logits_scaling`, say) is refused by
+`CriticalTokenModels.check_heads`, which compares the two on real tokens."""
+
+
 def output_head(model: nn.Module):
-    """Hidden states ``(N, H)`` to logits ``(N, V)``: the output layer, and the final soft-capping of models that
-    have one (Gemma 2)."""
+    """Hidden states ``(N, H)`` to logits ``(N, V)``: the output layer, then the `LOGIT_TRANSFORMS` of the model's
+    config (soft-capping, scaling)."""
     head = model.get_output_embeddings()
-    cap = getattr(model.config, "final_logit_softcapping", None)
-    if not cap:
+    transforms = [
+        (transform, value) for name, transform in LOGIT_TRANSFORMS.items()
+        if (value := getattr(model.config, name, None)) not in (None, 1, 1.0, 0, 0.0)
+    ]
+    if not transforms:
         return head
-    return lambda hidden: torch.tanh(head(hidden) / cap) * cap
+
+    def logits(hidden: torch.Tensor) -> torch.Tensor:
+        values = head(hidden)
+        for transform, value in transforms:
+            values = transform(values, value)
+        return values
+
+    return logits
 
 
 @dataclass
@@ -55,6 +76,7 @@ class CriticalTokenModels:
     names: dict[str, str]
     gamma: float = 1.0
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    _heads_checked: bool = field(default=False, init=False)
 
     @classmethod
     def load(
@@ -142,6 +164,27 @@ class CriticalTokenModels:
         return logits
 
     @torch.no_grad()
+    def check_heads(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: int = 16) -> None:
+        """Raise `ValueError` unless each side's output head (`output_head` on its decoder's hidden states) gives the
+        logits of its model's own forward, on the first `positions` tokens of the first sequence (left-aligned)."""
+        ids, mask = input_ids[:1, :positions], attention_mask[:1, :positions]
+        for side in SIDES:
+            model = self._activate(side)
+            forward = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
+            by_head = self._head(side)(self._hidden_states(side, ids, mask)).float()
+            keep = mask[0].bool()
+            difference = (forward[0, keep] - by_head[0, keep]).abs().max().item()
+            if difference > 1e-3 * max(1.0, forward[0, keep].abs().max().item()):
+                architecture = type(getattr(model, "get_base_model", lambda: model)()).__name__
+                raise ValueError(
+                    f"{side}_model={self.names[side]!r} ({architecture}): its forward transforms the logits after the "
+                    f"output layer in a way contrastive estimation does not reproduce (largest difference "
+                    f"{difference:.3g}), so p_ce would be computed from the wrong logits. The transforms applied are "
+                    f"those of the config attributes {sorted(LOGIT_TRANSFORMS)}; please report this architecture."
+                )
+        self._heads_checked = True
+
+    @torch.no_grad()
     def token_probs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
         """``p_ce`` of the tokens of right- or left-padded sequences.
 
@@ -152,7 +195,11 @@ class CriticalTokenModels:
 
         Returns:
             ``(N, L - 1)`` float32: ``p_ce`` of token ``i + 1`` at column ``i`` where `scored`, 0 elsewhere.
+
+        The first call checks the output heads against the models' forwards (`check_heads`).
         """
+        if not self._heads_checked:
+            self.check_heads(input_ids, attention_mask)
         hidden = {side: self._hidden_states(side, input_ids, attention_mask)[:, :-1] for side in SIDES}
         return contrastive_token_probs(
             hidden["positive"],

@@ -10,7 +10,14 @@ trl-adpo train-critical --config configs/critical_token_models.yaml \\
     --model_name_or_path Qwen/Qwen2.5-0.5B-Instruct --dataset_name samples.jsonl --output_dir critical
 ```
 
-Defaults from cDPO's recipe, each overridable: LoRA r = 8 on the MLP projections, learning rate 3e-4, 1 epoch.
+Given raw verified samples (rows with `problem_id` and `answer`, as `trl-adpo sample` writes them), it first keeps
+cDPO's selection of them, as `trl-adpo pairs --critical_samples` does: one correct sample per problem for the
+positive model, and for the negative one the samples of the most frequent wrong answers that make up half of the
+problem's wrong samples (`--cdpo_selection false` trains on every sample).
+
+Defaults, each overridable: LoRA r = 8 on the MLP projections, learning rate 3e-4, 1 epoch. They are this project's
+choice for small adapters, not numbers from Lin et al. 2025, whose recipe we have (ADPO's reference notes) says LoRA
+SFT on the selected samples without these settings.
 """
 
 from __future__ import annotations
@@ -20,15 +27,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datasets import Dataset
 from transformers import AutoTokenizer
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
 
 from trl_adpo.cli.parsing import ConfigParser
 from trl_adpo.cli.train import load_model, trust_remote_code
 from trl_adpo.pipeline.io import load_data
+from trl_adpo.pipeline.pairs import critical_training_samples
 from trl_adpo.pipeline.samples import split_by_correctness
 
-CDPO_DEFAULTS = dict(
+CRITICAL_MODEL_DEFAULTS = dict(
     use_peft=True,
     lora_r=8,
     lora_alpha=16,
@@ -38,7 +47,8 @@ CDPO_DEFAULTS = dict(
     save_strategy="no",
     report_to="none",
 )
-"""cDPO's recipe for the two models (LoRA r = 8 on the MLP projections, lr 3e-4, 1 epoch); YAML and flags override."""
+"""This project's defaults for the two models (LoRA r = 8 on the MLP projections, lr 3e-4, 1 epoch; not cDPO's published
+numbers); YAML and flags override."""
 
 
 @dataclass
@@ -56,6 +66,26 @@ class CriticalTokenArguments:
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Configuration name of a Hub dataset."})
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    cdpo_selection: bool = field(
+        default=True,
+        metadata={
+            "help": "With raw verified samples (rows with `problem_id` and `answer`, as `trl-adpo sample` writes): "
+            "train on cDPO's selection of them (one correct sample per problem; the samples of the most frequent "
+            "wrong answers that make up half of its wrong samples), as `trl-adpo pairs --critical_samples` "
+            "selects. False: train on every sample."
+        },
+    )
+
+
+def select_as_cdpo(dataset: Dataset, seed: int) -> Dataset:
+    """cDPO's selection of raw verified samples (`trl_adpo.pipeline.pairs.critical_training_samples`)."""
+    selected = critical_training_samples(dataset.to_list(), seed)
+    positive = sum(row["correct"] for row in selected)
+    print(
+        f"cDPO's selection of the {len(dataset)} verified samples: {positive} correct and {len(selected) - positive} "
+        "incorrect completions (--cdpo_selection false trains on every sample)"
+    )
+    return Dataset.from_list(selected)
 
 
 DATACLASSES = (CriticalTokenArguments, SFTConfig, ModelConfig)
@@ -73,7 +103,11 @@ def run(script_args: CriticalTokenArguments, sft_args: SFTConfig, model_args: Mo
             f"dataset_train_split: {script_args.dataset_name!r} has no split {script_args.dataset_train_split!r}; "
             f"its splits are {list(data)}."
         )
-    correct, incorrect = split_by_correctness(data[script_args.dataset_train_split], script_args.dataset_name)
+    rows = data[script_args.dataset_train_split]
+    if script_args.cdpo_selection and {"problem_id", "answer", "correct"} <= set(rows.column_names):
+        split_by_correctness(rows, script_args.dataset_name)  # the checks of the rows, before the selection
+        rows = select_as_cdpo(rows, sft_args.seed)
+    correct, incorrect = split_by_correctness(rows, script_args.dataset_name)
     trust_code = trust_remote_code(model_args, sft_args)
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, trust_remote_code=trust_code)
     if tokenizer.pad_token is None:
@@ -102,7 +136,7 @@ def run(script_args: CriticalTokenArguments, sft_args: SFTConfig, model_args: Mo
 
 
 def make_parser() -> ConfigParser:
-    return ConfigParser(DATACLASSES, prog="trl-adpo train-critical", **CDPO_DEFAULTS)
+    return ConfigParser(DATACLASSES, prog="trl-adpo train-critical", **CRITICAL_MODEL_DEFAULTS)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[CriticalTokenArguments, SFTConfig, ModelConfig]:
