@@ -157,7 +157,7 @@ def test_inspect_shows_the_segments_of_segment_ids(quickstart, tmp_path, granula
         for segment in range(max(expected) + 1):  # each segment's tokens are listed in the terminal table
             tokens = [report[side]["tokens"][i] for i, s in enumerate(expected) if s == segment]
             assert "|".join(tokens).replace("\n", "\\n")[:100] in result.stdout
-    assert (tmp_path / "page.html").read_text().count('class="token start"') == sum(
+    assert (tmp_path / "page.html").read_text().count('class="token start') == sum(
         max(report[side]["segment_ids"]) + 1 for side in ("chosen", "rejected")
     )
 

@@ -8,12 +8,14 @@ trl-adpo inspect --tokenizer Qwen/Qwen2.5-0.5B-Instruct --granularity step \
 
 # a dataset row, scored by a trained policy against its reference
 trl-adpo inspect --dataset_name pairs.jsonl --row 3 --policy outputs/run --reference Qwen/Qwen2.5-0.5B-Instruct \
-    --num_segments 16 --beta 0.1 --html pair3.html
+    --num_segments 16 --beta 0.1 --html outputs/pair3.html
 ```
 
 Prints a table (each segment's tokens and reward; the paired segments' margins and losses) and writes a
-self-contained HTML page (`--html`, default `inspect.html`) with the tokens coloured by log-ratio and the segment
-boundaries drawn; `--json` writes every number.
+self-contained HTML page (`--html`, default `outputs/inspect.html`) with the tokens coloured by log-ratio, the segment
+boundaries drawn, the first token where the completions differ marked and, with models, each token's share of the
+gradient under the granularity and under DPO side by side; `--json` writes every number. The pair is tokenized and
+truncated (`--max_length`, `--truncation_mode`) exactly as training prepares it.
 """
 
 from __future__ import annotations
@@ -41,11 +43,18 @@ class InspectArguments:
         default=None, metadata={"help": "The reference model (default: the base of a LoRA adapter policy)."}
     )
     beta: float = field(default=0.1, metadata={"help": "beta of the rewards."})
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Truncate the pair as a run with this max_length does (default: no truncation)."},
+    )
+    truncation_mode: str = field(
+        default="keep_start", metadata={"help": "keep_start or keep_end, as the run's.", "choices": ["keep_start", "keep_end"]}
+    )
     positive_model: str | None = field(default=None, metadata={"help": "cDPO's positive model, for token weights."})
     negative_model: str | None = field(default=None, metadata={"help": "cDPO's negative model."})
     critical_token_gamma: float = field(default=1.0, metadata={"help": "gamma of contrastive estimation."})
     weight_chosen_tokens: bool = field(default=False, metadata={"help": "Also weigh the chosen tokens, by p_ce."})
-    html: str = field(default="inspect.html", metadata={"help": "The HTML page to write."})
+    html: str = field(default="outputs/inspect.html", metadata={"help": "The HTML page to write."})
     json: str | None = field(default=None, metadata={"help": "Also write every number to this JSON file."})
 
 
@@ -65,6 +74,16 @@ def load_pair(args: InspectArguments) -> tuple:
     if missing:
         raise ValueError(f"{args.dataset_name}, row {args.row}: no {missing[0]!r} column; it has {sorted(row)}.")
     return row["prompt"], row["chosen"], row["rejected"]
+
+
+def check_tokenizer_fits(tokenizer, tokenizer_name: str, policy, policy_name: str) -> None:
+    """Refuse a tokenizer whose token ids the policy has no embedding for."""
+    rows = policy.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise ValueError(
+            f"--tokenizer {tokenizer_name!r} has {len(tokenizer)} tokens but the policy {policy_name!r} embeds {rows}: "
+            "it is not the policy's tokenizer. Leave --tokenizer out to use the policy's own."
+        )
 
 
 def run(args: InspectArguments, granularity: Granularity) -> PairReport:
@@ -90,11 +109,15 @@ def run(args: InspectArguments, granularity: Granularity) -> PairReport:
     if args.positive_model:
         critical = CriticalTokenModels.load(args.positive_model, args.negative_model, gamma=args.critical_token_gamma)
     tokenizer = AutoTokenizer.from_pretrained(name if args.tokenizer or adapter_base(name) is None else adapter_base(name))
+    if policy is not None:
+        check_tokenizer_fits(tokenizer, args.tokenizer or name, policy, args.policy)
     report = inspect_pair(
-        tokenizer, prompt, chosen, rejected, granularity, beta=args.beta, policy=policy, reference=reference,
-        critical_models=critical, weight_chosen_tokens=args.weight_chosen_tokens,
+        tokenizer, prompt, chosen, rejected, granularity, beta=args.beta, max_length=args.max_length,
+        truncation_mode=args.truncation_mode, policy=policy, reference=reference, critical_models=critical,
+        weight_chosen_tokens=args.weight_chosen_tokens,
     )
     print(to_text(report))
+    Path(args.html).parent.mkdir(parents=True, exist_ok=True)
     Path(args.html).write_text(to_html(report), encoding="utf-8")
     print(f"\nWrote {Path(args.html).resolve()}")
     if args.json is not None:

@@ -1,24 +1,29 @@
 """The granularity inspector: how one preference pair is cut into segments, and with models, what each token and
-segment contributes to the ADPO loss.
+segment contributes to the ADPO loss and to its gradient.
 
-`inspect_pair` tokenizes a pair as TRL 1.x does (the prompt, then prompt + completion + EOS, the completion being
-what follows their common prefix; a chat template for conversations), cuts each completion by the granularity, and,
-given a policy and a reference, computes each token's log-ratio, each segment's reward ``R(j)``, each paired
-segment's margin ``R_w(j) - R_l(j)`` and loss, and the pair's ADPO loss (with critical-token weights when the two
-models are given). `to_text` renders a terminal table, `to_html` a self-contained page with the tokens coloured by
-log-ratio and the segment boundaries drawn.
+`inspect_pair` tokenizes a pair through the trainer's own preparation (`ADPOTrainer.tokenize_dataset`: TRL's
+tokenization on the installed line, BOS and EOS as it adds them, a chat template for conversations, the step cut),
+keeps the completion tokens that truncation to `max_length` leaves scored, and cuts them by the granularity. Given a
+policy and a reference, it computes each token's log-ratio on the sequence the trainer feeds the model, each
+segment's reward ``R(j)``, each paired segment's margin and loss, the pair's ADPO loss (with critical-token weights
+when the two models are given), and each token's gradient ``d loss / d s(t)`` under the granularity and under DPO
+(one segment): ADPO's local credit assignment made visible. `to_text` renders a terminal table, `to_html` a
+self-contained page.
 """
 
 from __future__ import annotations
 
 import html
 import re
+import tempfile
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ..data import scored_completion_spans
 from ..objective import adpo_loss
-from ..segmentation import FAMILIES, check_granularity, segment_ids, step_segment_ids, token_starts
+from ..segmentation import FAMILIES, check_granularity, segment_ids, token_starts
 
 SIDES = ("chosen", "rejected")
 
@@ -43,25 +48,27 @@ class Granularity:
         if not self.step_delimiter:
             raise ValueError("step_delimiter must be a non-empty string, e.g. '\\n' or ';'.")
 
-    def describe(self) -> str:
-        if self.granularity == "static":
-            return f"static, k={self.window_size}"
-        if self.granularity == "step":
-            return f"step, pattern {self.step_pattern!r}" if self.step_pattern else f"step, delimiter {self.step_delimiter!r}"
-        return f"adaptive, m={self.num_segments}"
+    def config(self, beta: float, max_length: int | None, truncation_mode: str):
+        """The `ADPOConfig` of a run with this granularity (what the trainer's preparation reads)."""
+        from ..config import ADPOConfig
 
-    def cut(self, completion_ids: list[int], tokenizer) -> list[int]:
-        """The segment id of each completion token."""
-        if self.granularity == "step":
-            return step_segment_ids(completion_ids, tokenizer, self.step_delimiter, self.step_pattern)
+        step = dict(step_delimiter=self.step_delimiter, step_pattern=self.step_pattern) if self.granularity == "step" else {}
+        return ADPOConfig(
+            output_dir=tempfile.gettempdir(), report_to="none", bf16=False, beta=beta, max_length=max_length,
+            truncation_mode=truncation_mode, granularity=self.granularity, window_size=self.window_size,
+            num_segments=self.num_segments, **step,
+        )
+
+    def cut(self, count: int) -> list[int]:
+        """The segment id of each of `count` scored tokens, for the static and adaptive families."""
         family = {"window_size": self.window_size} if self.granularity == "static" else {"num_segments": self.num_segments}
-        mask = torch.ones(1, len(completion_ids), dtype=torch.bool)
-        return segment_ids(mask, self.granularity, **family)[0].tolist()
+        return segment_ids(torch.ones(1, count, dtype=torch.bool), self.granularity, **family)[0].tolist()
 
 
 @dataclass
 class SideReport:
-    """One completion: its tokens' text and segments, and with models, their log-ratios, weights and rewards."""
+    """One completion's scored tokens: their ids, text and segments, and with models, their log-ratios, weights,
+    the segments' rewards and each token's gradient under the granularity and under DPO."""
 
     token_ids: list[int]
     tokens: list[str]
@@ -69,6 +76,8 @@ class SideReport:
     logratios: list[float] | None = None
     weights: list[float] | None = None
     rewards: list[float] | None = None
+    gradients: list[float] | None = None
+    dpo_gradients: list[float] | None = None
 
 
 @dataclass
@@ -78,39 +87,57 @@ class PairReport:
     prompt: str
     chosen: SideReport
     rejected: SideReport
+    diverges_at: int | None = None
+    """The first scored token where the two completions differ (None if they are the same tokens)."""
     margins: list[float] | None = None
     segment_losses: list[float] | None = None
     loss: float | None = None
+    dpo_loss: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _render_chat(tokenizer, messages, generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+def _token_ids(row: dict, part: str) -> list[int]:
+    """A tokenized row's ids of `part` (prompt, chosen or rejected), by either TRL line's column names."""
+    return row[f"{part}_input_ids"] if f"{part}_input_ids" in row else row[f"{part}_ids"]
 
 
-def tokenize_pair(tokenizer, prompt, completion) -> tuple[list[int], list[int]]:
-    """Prompt and completion token ids as TRL 1.x makes them (standard text or conversations)."""
-    if isinstance(prompt, list):  # conversational
-        prompt_text = _render_chat(tokenizer, prompt, True)
-        full_text = _render_chat(tokenizer, prompt + completion, False)
-    else:
-        prompt_text, full_text = prompt, prompt + completion + (tokenizer.eos_token or "")
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    full_ids = tokenizer(full_text, add_special_tokens=False)["input_ids"]
-    common = next((i for i, (a, b) in enumerate(zip(prompt_ids, full_ids)) if a != b), min(len(prompt_ids), len(full_ids)))
-    return full_ids[:common], full_ids[common:]
+def training_sequence(prompt_ids: list[int], completion_ids: list[int], max_length: int | None, mode: str):
+    """The sequence the trainer feeds the model for one side of a row, and the positions in it of the scored
+    completion tokens: their indices ``first <= i < stop`` in the completion."""
+    (first,), (stop,) = scored_completion_spans([len(prompt_ids)], [len(completion_ids)], max_length, mode)
+    sequence = prompt_ids + completion_ids
+    offset = 0
+    if max_length is not None and len(sequence) > max_length:
+        offset = 0 if mode == "keep_start" else len(sequence) - max_length
+        sequence = sequence[offset : offset + max_length]
+    positions = [len(prompt_ids) + i - offset for i in range(int(first), int(stop))]
+    return sequence, positions, int(first), int(stop)
 
 
 @torch.no_grad()
-def completion_logps(model, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:
-    """log p(token | everything before it) of each completion token, one unpadded sequence."""
-    ids = torch.tensor([prompt_ids + completion_ids], device=model.device)
+def token_logps(model, sequence: list[int], positions: list[int]) -> list[float]:
+    """log p(token | everything before it) of the tokens at `positions` (each >= 1) of one unpadded sequence."""
+    ids = torch.tensor([sequence], device=model.device)
     logps = model(ids).logits[0].float().log_softmax(-1)
-    start = len(prompt_ids)
-    return [logps[t - 1, ids[0, t]].item() for t in range(max(start, 1), ids.shape[1])]
+    return [logps[t - 1, ids[0, t]].item() for t in positions]
+
+
+def loss_and_gradients(sides: dict[str, SideReport], beta: float, segments: dict[str, list[int]]):
+    """The pair's ADPO output for the given segments, and ``d loss / d s(t)`` of every token of each side."""
+    logratios = {side: torch.tensor([s.logratios], dtype=torch.float64, requires_grad=True) for side, s in sides.items()}
+    weights = {side: None if s.weights is None else torch.tensor([s.weights], dtype=torch.float64) for side, s in sides.items()}
+    masks = {side: torch.ones_like(values, dtype=torch.bool) for side, values in logratios.items()}
+    output = adpo_loss(
+        logratios["chosen"], logratios["rejected"], masks["chosen"], masks["rejected"], beta=beta,
+        granularity="explicit", chosen_segment_ids=torch.tensor([segments["chosen"]]),
+        rejected_segment_ids=torch.tensor([segments["rejected"]]), chosen_weights=weights["chosen"],
+        rejected_weights=weights["rejected"],
+    )
+    output.losses.sum().backward()
+    return output, {side: values.grad[0].tolist() for side, values in logratios.items()}
 
 
 def inspect_pair(
@@ -121,64 +148,81 @@ def inspect_pair(
     granularity: Granularity,
     *,
     beta: float = 0.1,
+    max_length: int | None = None,
+    truncation_mode: str = "keep_start",
     policy=None,
     reference=None,
     critical_models=None,
     weight_chosen_tokens: bool = False,
 ) -> PairReport:
-    """Cut a pair into segments and, with `policy` and `reference`, score it. See the module docstring."""
-    sides = {}
-    prompt_ids: list[int] = []
-    for side, completion in zip(SIDES, (chosen, rejected)):
-        prompt_ids, ids = tokenize_pair(tokenizer, prompt, completion)
-        if not ids:
-            raise ValueError(f"The {side} completion has no token: there is nothing to cut into segments.")
-        text, starts, lengths = token_starts(ids, tokenizer)
-        pieces = [text[a : a + n] for a, n in zip(starts.tolist(), lengths.tolist())]
-        sides[side] = SideReport(ids, pieces, granularity.cut(ids, tokenizer))
-    report = PairReport(granularity.describe(), beta, str(prompt), sides["chosen"], sides["rejected"])
+    """Cut a pair into segments as training does and, with `policy` and `reference`, score it (module docstring)."""
+    from datasets import Dataset
+
+    from ..trainer import ADPOTrainer
+
+    args = granularity.config(beta, max_length, truncation_mode)
+    row = ADPOTrainer.tokenize_dataset(
+        Dataset.from_list([{"prompt": prompt, "chosen": chosen, "rejected": rejected}]), tokenizer, args
+    )[0]
+    prompt_ids = _token_ids(row, "prompt")
+    sides, sequences, notes = {}, {}, []
+    for side in SIDES:
+        completion_ids = _token_ids(row, side)
+        sequence, positions, first, stop = training_sequence(prompt_ids, completion_ids, max_length, truncation_mode)
+        text, starts, lengths = token_starts(completion_ids, tokenizer)
+        pieces = [text[a : a + n] for a, n in zip(starts.tolist(), lengths.tolist())][first:stop]
+        cut = row[f"{side}_segment_ids"] if granularity.granularity == "step" else granularity.cut(stop - first)
+        sides[side] = SideReport(completion_ids[first:stop], pieces, cut)
+        sequences[side] = (sequence, positions)
+        if first > 0 or stop < len(completion_ids):
+            notes.append(
+                f"Scored {side} tokens: {first} to {stop - 1} of {len(completion_ids)} (the first token of a sequence "
+                f"has no context; truncation to max_length={max_length}, {truncation_mode}, drops the rest)."
+            )
+    chosen_ids, rejected_ids = sides["chosen"].token_ids, sides["rejected"].token_ids
+    shared = next((i for i, (a, b) in enumerate(zip(chosen_ids, rejected_ids)) if a != b), None)
+    if shared is None and len(chosen_ids) != len(rejected_ids):
+        shared = min(len(chosen_ids), len(rejected_ids))
+    text_prompt = prompt if isinstance(prompt, str) else tokenizer.decode(prompt_ids)
+    report = PairReport(
+        args.granularity_description, beta, text_prompt, sides["chosen"], sides["rejected"], shared, notes=notes
+    )
     if policy is None:
         return report
     if reference is None:
         raise ValueError("A policy was given without a reference model: the log-ratios need both.")
-    for side, report_side in sides.items():
-        ids = report_side.token_ids
-        policy_logps = completion_logps(policy, prompt_ids, ids)
-        reference_logps = completion_logps(reference, prompt_ids, ids)
-        if not prompt_ids:  # the first token of a sequence has no context and no log-prob, as in training
-            report.notes.append(f"The prompt is empty: the first {side} token is not scored.")
-            report_side.token_ids, report_side.tokens = ids[1:], report_side.tokens[1:]
-            report_side.segment_ids = [s - report_side.segment_ids[1] for s in report_side.segment_ids[1:]]
-        report_side.logratios = [p - r for p, r in zip(policy_logps, reference_logps)]
+    context = getattr(policy.config, "max_position_embeddings", None)
+    for side, (sequence, positions) in sequences.items():
+        if context is not None and len(sequence) > context:
+            warnings.warn(
+                f"The {side} sequence has {len(sequence)} tokens, more than the policy's context of {context} "
+                "(max_position_embeddings): its scores past that are not what the model was trained to give. Pass "
+                f"--max_length {context} to score it as a run with that max_length would.",
+                stacklevel=2,
+            )
+        policy_logps = token_logps(policy, sequence, positions)
+        reference_logps = token_logps(reference, sequence, positions)
+        sides[side].logratios = [p - r for p, r in zip(policy_logps, reference_logps)]
     if critical_models is not None:
-        for side, report_side in sides.items():
-            ids = torch.tensor([prompt_ids + report_side.token_ids])
+        for side, (sequence, positions) in sequences.items():
+            ids = torch.tensor([sequence])
             scored = torch.zeros(1, ids.shape[1] - 1, dtype=torch.bool)
-            scored[0, len(prompt_ids) - 1 :] = True
+            scored[0, [t - 1 for t in positions]] = True
             probs = critical_models.token_probs(ids, torch.ones_like(ids), scored)[0][scored[0]].tolist()
             if side == "rejected":
-                report_side.weights = [1 - p for p in probs]
+                sides[side].weights = [1 - p for p in probs]
             elif weight_chosen_tokens:
-                report_side.weights = probs
-    tensors = {
-        side: (torch.tensor([s.logratios], dtype=torch.float64), torch.tensor([s.segment_ids]),
-               None if s.weights is None else torch.tensor([s.weights], dtype=torch.float64))
-        for side, s in sides.items()
-    }
-    output = adpo_loss(
-        tensors["chosen"][0], tensors["rejected"][0],
-        torch.ones_like(tensors["chosen"][0], dtype=torch.bool), torch.ones_like(tensors["rejected"][0], dtype=torch.bool),
-        beta=beta, granularity="explicit", chosen_segment_ids=tensors["chosen"][1],
-        rejected_segment_ids=tensors["rejected"][1], chosen_weights=tensors["chosen"][2],
-        rejected_weights=tensors["rejected"][2],
-    )
+                sides[side].weights = probs
+    output, gradients = loss_and_gradients(sides, beta, {side: s.segment_ids for side, s in sides.items()})
+    dpo, dpo_gradients = loss_and_gradients(sides, beta, {side: [0] * len(s.token_ids) for side, s in sides.items()})
     count = int(output.feedback_length[0])
     for side, rewards in (("chosen", output.chosen_rewards), ("rejected", output.rejected_rewards)):
         sides[side].rewards = rewards[0, : max(sides[side].segment_ids) + 1].tolist()
-    margins = (output.chosen_rewards - output.rejected_rewards)[0, :count]
+        sides[side].gradients, sides[side].dpo_gradients = gradients[side], dpo_gradients[side]
+    margins = (output.chosen_rewards - output.rejected_rewards)[0, :count].detach()
     report.margins = margins.tolist()
     report.segment_losses = (-torch.nn.functional.logsigmoid(margins)).tolist()
-    report.loss = output.losses[0].item()
+    report.loss, report.dpo_loss = output.losses[0].item(), dpo.losses[0].item()
     return report
 
 
@@ -193,9 +237,26 @@ def _segments(side: SideReport) -> list[list[int]]:
     return segments
 
 
+def gradient_shares(report: PairReport, key: str) -> dict[str, list[float]]:
+    """Each token's share of the pair's gradient, ``|d loss / d s(t)|`` over its sum on both sides (`key`:
+    "gradients" for the granularity, "dpo_gradients" for DPO)."""
+    values = {side: [abs(g) for g in getattr(getattr(report, side), key)] for side in SIDES}
+    total = sum(map(sum, values.values())) or 1.0
+    return {side: [g / total for g in values[side]] for side in SIDES}
+
+
+def after_divergence(report: PairReport, key: str) -> float:
+    """The share of the pair's gradient on the tokens from the first one where the completions differ."""
+    shares = gradient_shares(report, key)
+    start = report.diverges_at if report.diverges_at is not None else 0
+    return sum(sum(shares[side][start:]) for side in SIDES)
+
+
 def to_text(report: PairReport) -> str:
     """A terminal table: each segment's tokens (and reward), then the paired segments' margins and losses."""
     lines = [f"granularity: {report.granularity}; beta {report.beta}"]
+    if report.diverges_at is not None:
+        lines.append(f"the completions share their first {report.diverges_at} scored tokens, then differ")
     for name in SIDES:
         side = getattr(report, name)
         segments = _segments(side)
@@ -211,7 +272,12 @@ def to_text(report: PairReport) -> str:
             r_w = report.chosen.rewards[j] if j < len(report.chosen.rewards) else 0.0
             r_l = report.rejected.rewards[j] if j < len(report.rejected.rewards) else 0.0
             lines.append(f"  {j:>4} {r_w:>+10.4f} {r_l:>+10.4f} {margin:>+10.4f} {loss:>8.4f}")
-        lines.append(f"ADPO loss of the pair: {report.loss:.4f} ({len(report.margins)} segments)")
+        lines.append(f"ADPO loss of the pair: {report.loss:.4f} ({len(report.margins)} segments); DPO's: {report.dpo_loss:.4f}")
+        if report.diverges_at is not None:
+            lines.append(
+                f"share of the gradient on the tokens from the divergence on: {after_divergence(report, 'gradients'):.0%}"
+                f" with this granularity, {after_divergence(report, 'dpo_gradients'):.0%} with DPO"
+            )
     lines += report.notes
     return "\n".join(lines)
 
@@ -225,6 +291,12 @@ def _colour(value: float | None, scale: float, segment: int) -> str:
     return f"rgb({low},{low},255)" if value > 0 else f"rgb(255,{low},{low})"
 
 
+def _share_colour(share: float, scale: float) -> str:
+    """Green, darker for a larger share of the gradient."""
+    strength = min(share / scale, 1.0) if scale > 0 else 0.0
+    return f"rgb({round(255 - 170 * strength)},{round(255 - 60 * strength)},{round(255 - 170 * strength)})"
+
+
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>ADPO granularity inspector</title>
 <style>
@@ -233,6 +305,9 @@ body {{ font-family: sans-serif; margin: 24px; color: #222; }}
 .token {{ padding: 1px 0; }}
 .start {{ border-left: 3px solid #333; padding-left: 2px; margin-left: 3px; }}
 .start sup {{ color: #555; font-size: 10px; margin-right: 2px; }}
+.diverge {{ outline: 2px solid #d40; outline-offset: 1px; }}
+.diverge::before {{ content: "\\25BC"; color: #d40; font-size: 10px; }}
+.strip-label {{ font-size: 12px; color: #555; margin: 6px 0 0 0; }}
 table {{ border-collapse: collapse; margin-top: 12px; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; font-family: monospace; }}
 .legend span {{ padding: 2px 8px; margin-right: 6px; }}
@@ -247,27 +322,48 @@ td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; font-fami
 """
 
 
+def _strip(side: SideReport, colours: list[str], tips: list[str], diverges_at: int | None, marks: bool) -> str:
+    spans = []
+    for index, (token, segment) in enumerate(zip(side.tokens, side.segment_ids)):
+        start = index == 0 or side.segment_ids[index - 1] != segment
+        classes = "token" + (" start" if start and marks else "") + (" diverge" if index == diverges_at else "")
+        spans.append(
+            f'<span class="{classes}" title="{html.escape(tips[index])}" style="background:{colours[index]}">'
+            + (f"<sup>{segment}</sup>" if start and marks else "") + f"{html.escape(token)}</span>"
+        )
+    return f'<div class="tokens">{"".join(spans)}</div>'
+
+
 def to_html(report: PairReport) -> str:
-    """A self-contained HTML page: tokens coloured by log-ratio, a bar and a number at each segment's start."""
+    """A self-contained HTML page: tokens coloured by log-ratio, a bar and a number at each segment's start, the
+    first differing token marked, and with models each token's share of the gradient under the granularity and DPO."""
     values = [abs(v) for name in SIDES for v in (getattr(report, name).logratios or [])]
     scale = max(values, default=0.0)
+    scored = report.loss is not None
+    shares = {key: gradient_shares(report, key) for key in ("gradients", "dpo_gradients")} if scored else {}
+    share_scale = max((v for by_side in shares.values() for side in by_side.values() for v in side), default=0.0)
     blocks = []
     for name in SIDES:
         side = getattr(report, name)
-        spans = []
-        for index, (token, segment) in enumerate(zip(side.tokens, side.segment_ids)):
-            value = side.logratios[index] if side.logratios is not None else None
-            start = index == 0 or side.segment_ids[index - 1] != segment
-            tip = f"token {index}, segment {segment}" + (f", log-ratio {value:+.4f}" if value is not None else "")
+        tips = []
+        for index, segment in enumerate(side.segment_ids):
+            tip = f"token {index}, segment {segment}"
+            if side.logratios is not None:
+                tip += f", log-ratio {side.logratios[index]:+.4f}"
+                tip += f", d loss/d s {side.gradients[index]:+.4f} (DPO {side.dpo_gradients[index]:+.4f})"
             if side.weights is not None:
                 tip += f", weight {side.weights[index]:.3f}"
-            spans.append(
-                f'<span class="token{" start" if start else ""}" title="{html.escape(tip)}" '
-                f'style="background:{_colour(value, scale, segment)}">'
-                + (f"<sup>{segment}</sup>" if start else "") + f"{html.escape(token)}</span>"
-            )
-        blocks.append(f"<h2>{name.capitalize()}: {len(side.tokens)} tokens, {max(side.segment_ids) + 1} segments</h2>"
-                      f'<div class="tokens">{"".join(spans)}</div>')
+            tips.append(tip)
+        colours = [_colour(side.logratios[i] if side.logratios else None, scale, s) for i, s in enumerate(side.segment_ids)]
+        block = (f"<h2>{name.capitalize()}: {len(side.tokens)} tokens, {max(side.segment_ids) + 1} segments</h2>"
+                 + _strip(side, colours, tips, report.diverges_at, marks=True))
+        for key, label in (("gradients", f"share of the gradient, {report.granularity}"), ("dpo_gradients", "share of the gradient, DPO")):
+            if scored:
+                block += f'<p class="strip-label">{label}</p>' + _strip(
+                    side, [_share_colour(v, share_scale) for v in shares[key][name]], tips, report.diverges_at,
+                    marks=key == "gradients",
+                )
+        blocks.append(block)
     pairs = ""
     if report.margins is not None:
         rows = "".join(
@@ -278,11 +374,21 @@ def to_html(report: PairReport) -> str:
         )
         pairs = ("<h2>Paired segments</h2><table><tr><th>j</th><th>R_w(j)</th><th>R_l(j)</th><th>margin</th>"
                  f"<th>-log sigmoid(margin)</th></tr>{rows}</table>")
-    summary = f"ADPO loss of the pair: <b>{report.loss:.4f}</b> over {len(report.margins)} segments." if report.loss is not None else "No models given: the segments only."
+    if scored:
+        summary = (f"ADPO loss of the pair: <b>{report.loss:.4f}</b> over {len(report.margins)} segments; DPO's: "
+                   f"{report.dpo_loss:.4f}.")
+        if report.diverges_at is not None:
+            summary += (f" Share of the gradient on the tokens from the first difference on: "
+                        f"<b>{after_divergence(report, 'gradients'):.0%}</b> with this granularity, "
+                        f"{after_divergence(report, 'dpo_gradients'):.0%} with DPO.")
+    else:
+        summary = "No models given: the segments only."
     legend = ('<span style="background:rgb(105,105,255)">log-ratio &gt; 0</span>'
-              '<span style="background:rgb(255,105,105)">log-ratio &lt; 0</span>' if scale > 0 else
+              '<span style="background:rgb(255,105,105)">log-ratio &lt; 0</span>'
+              '<span style="background:rgb(85,195,85)">large share of the gradient</span>' if scale > 0 else
               '<span style="background:#eef3fb">even segment</span><span style="background:#fbf3e6">odd segment</span>')
-    legend += " A bar and a number mark the first token of each segment; hover a token for its values."
+    legend += (" A bar and a number mark the first token of each segment; a red frame and &#9660; the first token where "
+               "the completions differ; hover a token for its values.")
     return PAGE.format(
         granularity=html.escape(report.granularity), beta=report.beta, summary=summary, legend=legend,
         prompt=html.escape(report.prompt), sides="\n".join(blocks), pairs=pairs,
