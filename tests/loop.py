@@ -66,3 +66,13 @@ def oracle_losses(
         losses.append(pair_loss(s_w, s_l, **granularity, **cut))
         margins.append(segment_margins(s_w, s_l, **{k: v for k, v in granularity.items() if k != "eps"}, **cut))
     return losses, margins
+
+
+def loop_nll(policy, rows: list[dict], max_length, mode) -> float:
+    """The chosen completions' NLL term: minus the sum of their scored tokens' log-probs over the count of those
+    tokens, across the batch (how both TRL lines normalise it)."""
+    logps = []
+    for row in rows:
+        sequence, completion_index = truncate(token_ids(row, "prompt"), token_ids(row, "chosen"), max_length, mode)
+        logps += completion_logps(policy, sequence, completion_index)
+    return -sum(logps) / len(logps)

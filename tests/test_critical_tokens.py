@@ -329,6 +329,18 @@ def test_logged_rewards_are_dpos_unweighted_rewards(tmp_path, quickstart, critic
     assert first["cadpo"]["rewards/margins"] != 0
 
 
+def test_cadpo_with_an_nll_term_adds_the_weighted_nll_to_cadpos_loss(tmp_path, quickstart, critical_models):
+    rows = preference_rows(8, seed=29)
+    first = {}
+    for name, options in (("cadpo", {}), ("cadpo-nll", dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.3]))):
+        trainer = cadpo_trainer(tmp_path / name, quickstart, critical_models, rows, max_steps=2, **options)
+        trainer.train()
+        first[name] = next(entry for entry in trainer.state.log_history if "loss" in entry)
+    assert first["cadpo-nll"]["adpo/nll"] > 0 and "adpo/nll" not in first["cadpo"]
+    assert first["cadpo-nll"]["loss"] == pytest.approx(first["cadpo"]["loss"] + 0.3 * first["cadpo-nll"]["adpo/nll"], rel=1e-4)
+    assert first["cadpo-nll"]["adpo/rejected_weight_mean"] == pytest.approx(first["cadpo"]["adpo/rejected_weight_mean"])
+
+
 def test_weight_columns_already_in_the_data_are_computed_again(tmp_path, quickstart, critical_models):
     """Pairs that carry the weights of another run (here of a cADPO trainer that weighs the rejected side only, made
     stale), given to one that weighs both sides: the weights are dropped, with a warning, and computed again."""

@@ -9,7 +9,7 @@ from dataclasses import fields
 import pytest
 import torch
 from conftest import ON_TRL028, token_ids
-from loop import batch_losses, oracle_losses
+from loop import batch_losses, loop_nll, oracle_losses
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 from trl import DPOConfig, DPOTrainer
@@ -147,6 +147,55 @@ def test_adaptive_one_segment_reproduces_dpo_trainer_step_for_step(
             assert actual[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), (step, key)
         assert actual["adpo/feedback_length"] == 1
     assert dpo_logs[-1]["loss"] != pytest.approx(dpo_logs[0]["loss"], abs=1e-4)  # the runs did move
+
+
+# The NLL term, spelled as each TRL line's DPOConfig spells it: loss type "sft" (both lines) and rpo_alpha (TRL 0.28)
+NLL_SPELLINGS = [dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.5])] + ([dict(rpo_alpha=0.5)] if ON_TRL028 else [])
+
+
+@pytest.mark.parametrize("spelling", NLL_SPELLINGS, ids=lambda s: "rpo_alpha" if "rpo_alpha" in s else "loss_type-sft")
+def test_adpo_with_an_nll_term_reproduces_dpo_trainers_dpo_plus_nll_step_for_step(
+    tmp_path, load, tokenizer, make_dataset, spelling
+):
+    shared = dict(COMMON, max_steps=4, max_length=16)
+    dataset = make_dataset(16, seed=1)
+    dpo_spelling = dict(rpo_alpha=0.5) if ON_TRL028 else NLL_SPELLINGS[0]  # 0.28's own DPO+NLL is rpo_alpha
+    logs = {}
+    for name, trainer_class, config in (
+        ("dpo", DPOTrainer, DPOConfig(output_dir=str(tmp_path / "dpo"), **shared, **dpo_spelling)),
+        ("dpo-plain", DPOTrainer, DPOConfig(output_dir=str(tmp_path / "plain"), **shared)),
+        ("adpo", ADPOTrainer, ADPOConfig(output_dir=str(tmp_path / "adpo"), num_segments=1, **shared, **spelling)),
+    ):
+        logs[name] = train_logs(trainer_class(load(), args=config, processing_class=tokenizer, train_dataset=dataset))
+    assert len(logs["dpo"]) == len(logs["adpo"]) == 4
+    for step, (expected, actual) in enumerate(zip(logs["dpo"], logs["adpo"])):
+        for key in DPO_METRICS:
+            assert actual[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), (step, key)
+        if ON_TRL028:
+            assert actual["adpo/nll"] == pytest.approx(expected["nll_loss"], rel=1e-5), step
+    # at step 1 both runs have the initial weights: the difference of the losses is the weighted NLL alone
+    first, plain = logs["adpo"][0], logs["dpo-plain"][0]
+    assert first["loss"] - plain["loss"] == pytest.approx(0.5 * first["adpo/nll"], rel=1e-4)
+    assert first["adpo/nll"] > 0
+
+
+@pytest.mark.parametrize("granularity", [dict(granularity="static", window_size=2), dict(num_segments=3)], ids=["static-2", "adaptive-3"])
+def test_the_nll_term_beside_any_granularity_equals_the_loop(tmp_path, load, tokenizer, reference_model_dir, make_dataset, granularity):
+    max_length, mode = 14, "keep_start"
+    trainer = ADPOTrainer(
+        load(), ref_model=load(reference_model_dir),
+        args=adpo_config(tmp_path, beta=0.5, max_length=max_length, truncation_mode=mode, loss_type=["sigmoid", "sft"], loss_weights=[0.8, 0.7],
+                         **granularity),
+        processing_class=tokenizer, train_dataset=make_dataset(10, seed=3),
+    )
+    rows = [trainer.train_dataset[i] for i in range(10)]
+    loss = trainer.compute_loss(trainer.model, trainer._prepare_inputs(trainer.data_collator(rows)))
+    pair_losses, _ = oracle_losses(
+        load(), load(reference_model_dir), rows, max_length, mode, beta=0.5, granularity=granularity.get("granularity", "adaptive"),
+        k=granularity.get("window_size", 1), m=granularity.get("num_segments", 1),
+    )
+    expected = 0.8 * sum(pair_losses) / len(pair_losses) + 0.7 * loop_nll(load(), rows, max_length, mode)
+    assert loss.item() == pytest.approx(expected, rel=1e-4)
 
 
 def test_token_level_adpo_differs_from_dpo(tmp_path, load, tokenizer, make_dataset, reference_model_dir):
@@ -339,12 +388,16 @@ def test_model_card_names_adpo_its_granularity_and_the_papers(tmp_path, load, to
 DPO_OPTIONS = {f.name for f in fields(DPOConfig)}
 REJECTED = [
     (dict(loss_type="ipo"), "loss_type='ipo' is not supported"),
-    (dict(loss_type=["sigmoid", "sft"]), r"loss_type=\['sigmoid', 'sft'\] is not supported"),
-    (dict(loss_weights=[1.0]), "loss_weights=\\[1.0\\] is not supported"),
+    (dict(loss_type=["sft"]), r"loss_type=\['sft'\] is not supported"),
+    (dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0]), r"gives 1 weight\(s\) for the 2 loss type\(s\)"),
+    (dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, -0.5]), "each weight must be a finite number >= 0"),
+    (dict(rpo_alpha=1.0, loss_type=["sigmoid", "sft"]), "give the NLL term once"),
+    (dict(rpo_alpha=-1.0), "rpo_alpha must be a finite number >= 0"),
+    (dict(beta=float("inf")), "beta=inf is not a finite number"),
+    (dict(learning_rate=float("nan")), "learning_rate=nan is not a finite number"),
     (dict(use_liger_kernel=True), "use_liger_kernel=True is not supported"),
     (dict(ld_alpha=0.5), "ld_alpha=0.5 is not supported"),
     (dict(use_weighting=True), "use_weighting=True is not supported"),
-    (dict(rpo_alpha=1.0), "rpo_alpha=1.0 is not supported"),
     (dict(padding_free=True), "padding_free=True is not supported"),
     (dict(reference_free=True), "reference_free=True is not supported"),
     (dict(f_divergence_type="js_divergence"), "f_divergence_type='js_divergence' is not supported"),

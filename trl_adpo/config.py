@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from trl import DPOConfig
 
@@ -14,17 +15,18 @@ from .segmentation import DEFAULT_NUM_SEGMENTS, DEFAULT_WINDOW_SIZE, FAMILIES, c
 GRANULARITIES = (*FAMILIES, "step")
 DEFAULT_STEP_DELIMITER = "\n"
 
+LOSS_TERMS = ("sigmoid", "sft")
+"""The DPO loss types ADPOConfig takes: "sigmoid", replaced by the ADPO loss, and "sft", the chosen completions' NLL
+term of RPO (Pang et al. 2024), which the ADPO loss may be combined with."""
+
 # DPOConfig options that change the loss or the forward pass in ways ADPO does not define: the values that leave them
 # off (None is DPOConfig's "not set"), and why.
 UNSUPPORTED_OPTIONS = {
-    "loss_type": (("sigmoid",), "ADPO replaces the sigmoid loss; other DPO loss types have no ADPO form here"),
-    "loss_weights": ((None,), "ADPO computes a single loss"),
     "f_divergence_type": (("reverse_kl",), "ADPO is derived for the reverse-KL constraint"),
     "reference_free": ((None, False), "ADPO needs per-token reference log-probs"),
     "use_liger_kernel": ((False,), "the Liger fused DPO loss only returns summed log-probs"),
     "use_weighting": ((False,), "WPO weighting is defined on whole sequences"),
     "ld_alpha": ((None,), "length desensitization (LD-DPO) reweights summed log-probs"),
-    "rpo_alpha": ((None,), "the RPO NLL term is not part of ADPO; train SFT separately"),
     "padding_free": ((False,), "padding-free batches are not supported by ADPOTrainer"),
 }
 
@@ -120,6 +122,7 @@ class ADPOConfig(DPOConfig):
 
     def __post_init__(self):
         # ADPO's own checks come first, so that they are reported before any of TrainingArguments' complaints.
+        self._check_finite()
         if not self.beta > 0:
             raise ValueError(
                 f"ADPOConfig: beta must be > 0, got {self.beta!r}; it is the KL temperature of the rewards (DPO's and "
@@ -144,18 +147,64 @@ class ADPOConfig(DPOConfig):
             raise ValueError(
                 f"ADPOConfig: truncation_mode must be 'keep_start' or 'keep_end', got {self.truncation_mode!r}."
             )
+        self._check_loss_terms()
         for name, (allowed, reason) in UNSUPPORTED_OPTIONS.items():
             if not hasattr(self, name):  # an option of another TRL line
                 continue
             value = getattr(self, name)
-            if name == "loss_type" and isinstance(value, list) and len(value) == 1:
-                value = value[0]
             if value not in allowed:
                 raise ValueError(
                     f"ADPOConfig: {name}={value!r} is not supported ({reason}). Leave {name} unset "
                     f"(its default is {allowed[-1]!r})."
                 )
         super().__post_init__()
+
+    def _check_finite(self) -> None:
+        """Refuse NaN and infinity in every numeric option (beta=inf trains a model whose weights are all NaN)."""
+        for option in fields(self):
+            value = getattr(self, option.name)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise ValueError(
+                    f"ADPOConfig: {option.name}={value!r} is not a finite number: NaN and infinity make the loss or the "
+                    "update non-finite, and the model saved would be useless. Give a finite value."
+                )
+
+    def _check_loss_terms(self) -> None:
+        """The loss is ADPO's, optionally plus the chosen completions' NLL term: `loss_type` "sigmoid" or ["sigmoid",
+        "sft"] with `loss_weights` (both TRL lines), or, on TRL 0.28, `rpo_alpha`."""
+        loss_types = [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
+        if "sigmoid" not in loss_types or not set(loss_types) <= set(LOSS_TERMS) or len(set(loss_types)) != len(loss_types):
+            raise ValueError(
+                f"ADPOConfig: loss_type={self.loss_type!r} is not supported: ADPO replaces DPO's 'sigmoid' loss, which "
+                "may be combined with 'sft', the NLL term of the chosen completions (loss_type=['sigmoid', 'sft'], "
+                "their weights in loss_weights). Other DPO loss types have no ADPO form here."
+            )
+        if self.loss_weights is not None:
+            if len(self.loss_weights) != len(loss_types):
+                raise ValueError(
+                    f"ADPOConfig: loss_weights={self.loss_weights!r} gives {len(self.loss_weights)} weight(s) for the "
+                    f"{len(loss_types)} loss type(s) {loss_types}: give one per loss type, in the same order."
+                )
+            if not all(math.isfinite(w) and w >= 0 for w in self.loss_weights):
+                raise ValueError(f"ADPOConfig: loss_weights={self.loss_weights!r}: each weight must be a finite number >= 0.")
+        rpo_alpha = getattr(self, "rpo_alpha", None)  # TRL 0.28's spelling of the NLL term
+        if rpo_alpha is not None:
+            if "sft" in loss_types:
+                raise ValueError(
+                    "ADPOConfig: give the NLL term once: rpo_alpha or loss_type=['sigmoid', 'sft'] with loss_weights, "
+                    "not both."
+                )
+            if not (math.isfinite(rpo_alpha) and rpo_alpha >= 0):
+                raise ValueError(f"ADPOConfig: rpo_alpha must be a finite number >= 0, got {rpo_alpha!r}.")
+
+    @property
+    def loss_term_weights(self) -> tuple[float, float]:
+        """The weights of the ADPO loss and of the chosen completions' NLL term (0 when there is none)."""
+        loss_types = [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
+        weights = dict(zip(loss_types, self.loss_weights or [1.0] * len(loss_types)))
+        rpo_alpha = getattr(self, "rpo_alpha", None)
+        return float(weights["sigmoid"]), float(weights.get("sft", rpo_alpha or 0.0))
 
     def _check_step_options(self) -> None:
         changed = [
@@ -208,7 +257,8 @@ class ADPOConfig(DPOConfig):
         """The method in the paper's words: DPO, ADPO, cDPO or cADPO (conservative when label smoothing is on)."""
         dpo = self.granularity == "adaptive" and self.num_segments == 1
         name = ("cDPO" if dpo else "cADPO") if self.critical_tokens else ("DPO" if dpo else "ADPO")
-        return f"conservative {name} (label smoothing)" if self.label_smoothing > 0 else name
+        name = f"conservative {name} (label smoothing)" if self.label_smoothing > 0 else name
+        return f"{name} + NLL" if self.loss_term_weights[1] > 0 else name
 
     @property
     def granularity_description(self) -> str:

@@ -328,6 +328,17 @@ class ADPOTrainerMixin:
             ).float()
         return output
 
+    @staticmethod
+    def _nll(chosen_logps: torch.Tensor, chosen_mask: torch.Tensor) -> torch.Tensor:
+        """The chosen completions' negative log-likelihood, a mean over all their scored tokens in the batch, as both
+        TRL lines normalise their NLL term (`rpo_alpha`, loss type "sft").
+
+        Args:
+            chosen_logps: ``(B, T)`` per-token log-probs of the chosen completions under the policy.
+            chosen_mask: ``(B, T)`` boolean mask of their scored tokens.
+        """
+        return -chosen_logps[chosen_mask].sum() / chosen_mask.sum()
+
     def _weight_columns(self) -> tuple[str, ...]:
         """The critical-token weight columns this config uses: none, the rejected side's, or both sides'."""
         if not self.args.critical_tokens:
@@ -479,6 +490,8 @@ class ADPOTrainerMixin:
             f"| beta | {args.beta} |",
             f"| label smoothing | {args.label_smoothing} |",
         ]
+        if args.loss_term_weights[1] > 0:
+            section.append(f"| NLL term of the chosen completions (RPO), weight | {args.loss_term_weights[1]} |")
         if args.critical_tokens:
             section += [
                 f"| positive model | {args.positive_model} |",

@@ -108,8 +108,8 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         `mean_rejected_logits`) and the per-token log-probs behind them: `chosen_token_logps` and
         `rejected_token_logps` ``(B, T)``, column 0 the first scored completion token, with their boolean masks
         `chosen_mask` and `rejected_mask` ``(B, T)``, and the batch's per-token loss columns (step segment ids,
-        critical-token weights), aligned alike, when it has them. `is_ref_model` is TRL's argument, unused here (it
-        only serves length desensitization, which ADPOConfig refuses).
+        critical-token weights), aligned alike, when it has them; with an NLL term, the chosen completions' `nll_loss`,
+        except for the reference (`is_ref_model`).
         """
         num_pairs = batch["prompt_input_ids"].shape[0]
         input_ids, attention_mask, completion_positions = self._sequences(batch)
@@ -125,8 +125,12 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
 
         aligned, mask = left_align(token_logps, scored)
         sums = aligned.sum(dim=1)
+        nll = {}
+        if self.args.loss_term_weights[1] > 0 and not is_ref_model:  # the NLL term (rpo_alpha, loss type "sft")
+            nll["nll_loss"] = self._nll(aligned[:num_pairs], mask[:num_pairs])
 
         return {
+            **nll,
             "chosen_logps": sums[:num_pairs],
             "rejected_logps": sums[num_pairs:],
             "mean_chosen_logits": logits[:num_pairs][scored[:num_pairs]].mean(),
@@ -277,10 +281,15 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         Unlike `DPOTrainer.dpo_loss`, `ref_chosen_logps` and `ref_rejected_logps` are per-token ``(B, T')``, aligned
         as `model_output["chosen_token_logps"]`; `chosen_logps` and `rejected_logps` (sums) are not used.
 
+        With `loss_type` "sft" (the NLL term, which TRL weighs and adds), the batch's NLL for every pair.
+
         Returns:
             ``(B,)`` per-pair losses, and the chosen and rejected rewards ``(B,)``: `beta` times the log-ratio summed
             over the whole completion, as DPO's (unweighted, whatever the critical-token weights).
         """
+        if loss_type == "sft":
+            nll = model_output["nll_loss"].expand(chosen_logps.shape[0])
+            return nll, torch.zeros_like(chosen_logps), torch.zeros_like(rejected_logps)
         output = self._adpo(
             (model_output["chosen_token_logps"], model_output["rejected_token_logps"]),
             (ref_chosen_logps, ref_rejected_logps),
@@ -290,8 +299,18 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         return output.losses, *self._last_rewards
 
     def get_batch_loss_metrics(self, model, batch, train_eval="train"):
-        """TRL's loss and metrics, plus the ADPO segment metrics gathered over all processes."""
+        """TRL's loss and metrics, plus the ADPO segment metrics gathered over all processes, the NLL term on its own
+        (`adpo/nll`), and DPO's rewards whatever the loss weights (TRL 0.28 weighs them as the losses)."""
         loss, metrics = super().get_batch_loss_metrics(model, batch, train_eval)
         prefix = "eval_" if train_eval == "eval" else ""
         metrics.update({f"{prefix}{key}": value for key, value in self._segment_metrics().items()})
+        if f"{prefix}nll_loss" in metrics:
+            metrics[f"{prefix}adpo/nll"] = metrics[f"{prefix}nll_loss"]
+        chosen, rejected = self.accelerator.gather_for_metrics(self._last_rewards)
+        metrics.update({
+            f"{prefix}rewards/chosen": chosen.mean().item(),
+            f"{prefix}rewards/rejected": rejected.mean().item(),
+            f"{prefix}rewards/accuracies": (chosen > rejected).float().mean().item(),
+            f"{prefix}rewards/margins": (chosen - rejected).mean().item(),
+        })
         return loss, metrics

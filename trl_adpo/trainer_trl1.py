@@ -152,5 +152,10 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         mode = "train" if self.model.training else "eval"
         for key, value in self._segment_metrics().items():
             self._metrics[mode][key].append(value)
-        loss = output.losses.mean()
+        adpo_weight, nll_weight = self.args.loss_term_weights
+        loss = adpo_weight * output.losses.mean()
+        if nll_weight > 0:  # loss type "sft": the chosen completions' NLL
+            nll = self._nll(logps.chunk(2)[0], mask.chunk(2)[0])
+            loss = loss + nll_weight * nll
+            self._metrics[mode]["adpo/nll"].append(self.accelerator.gather_for_metrics(nll.detach()).mean().item())
         return (loss, result[1]) if return_outputs else loss
