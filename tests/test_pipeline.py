@@ -101,6 +101,43 @@ def test_an_interrupted_sampling_run_resumes_to_the_same_rows(critical_models, p
 
 
 @pytest.mark.parametrize(
+    "change,message",
+    [
+        (["--n", "2"], "n was 4 there and is 2 now"),
+        (["--temperature", "0.7"], "temperature was 1.0 there and is 0.7 now"),
+        (["--max_new_tokens", "30"], "max_new_tokens was 40 there and is 30 now"),
+        (["--model_name_or_path", "other-model"], "model_name_or_path was '.*' there and is 'other-model' now"),
+        (["--dataset_name", "other"], "dataset_name was '.*problems.jsonl' there and is '.*other.jsonl' now"),
+        (["--chat", "true"], "template|chat was False there and is True now"),
+    ],
+    ids=["n", "temperature", "max_new_tokens", "model", "problems", "chat"],
+)
+def test_a_samples_file_resumes_only_the_run_that_started_it(critical_models, problems_file, tmp_path, change, message):
+    output = tmp_path / "samples.jsonl"
+    args = sample_args(critical_models["positive"], problems_file / "problems.jsonl", output, "--max_problems", "5")
+    sample_cli.run(*sample_cli.make_parser().parse(args))
+    written = output.read_text()
+    if change[0] == "--dataset_name":  # the same problems in another file: its name differs
+        write_jsonl(problem_rows(24, seed=40), tmp_path / "other.jsonl")
+        change = [change[0], str(tmp_path / "other.jsonl")]
+    changed = args + change
+    with pytest.raises(ValueError, match=f"{output} holds the samples of another run: ({message})"):
+        sample_cli.run(*sample_cli.make_parser().parse(changed))
+    assert output.read_text() == written  # nothing erased, nothing mixed in
+
+
+def test_a_samples_file_without_its_run_record_or_a_directory_is_refused(problems_file, tmp_path):
+    foreign = tmp_path / "foreign.jsonl"
+    write_jsonl([{"problem_id": 0, "prompt": "x", "completion": "y", "correct": True}], foreign)
+    for output, message in ((foreign, r"has no record of the run that wrote it \(foreign.jsonl.run.json\)"),
+                            (tmp_path, "is a directory; give the JSON Lines file to write")):
+        args = sample_args(tmp_path / "no-such-model", problems_file / "problems.jsonl", output)
+        with pytest.raises(ValueError, match=message):
+            sample_cli.run(*sample_cli.make_parser().parse(args))
+    assert len(read_jsonl(foreign)) == 1
+
+
+@pytest.mark.parametrize(
     "extra,message",
     [
         (["--question_column", "question"], r"problems.jsonl \(train\) has no column 'question'"),

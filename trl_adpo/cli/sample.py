@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache
 from pathlib import Path
 
 from trl_adpo.cli.parsing import ConfigParser
@@ -32,14 +32,27 @@ def run(source: ProblemSource, generation: GenerationArguments, output: SampleOu
     if generation.model_name_or_path is None:
         raise ValueError("model_name_or_path is not set: give the model to sample from.")
     problems, task, verifier = load_problems(source)  # every data check before the model loads
-    model, tokenizer = load_for_generation(generation.model_name_or_path, generation.dtype)
-    sample = partial(
-        generate, model, tokenizer, n=generation.n, temperature=generation.temperature, top_p=generation.top_p,
-        max_new_tokens=generation.max_new_tokens, stop=generation.stop if generation.stop is not None else task.stop,
-    )
+    stop = generation.stop if generation.stop is not None else task.stop
+
+    @cache
+    def model_and_tokenizer():  # loaded at the first batch, after every check of the output and the options
+        return load_for_generation(generation.model_name_or_path, generation.dtype)
+
+    def sample(prompts, seed):
+        return generate(
+            *model_and_tokenizer(), prompts, n=generation.n, temperature=generation.temperature,
+            top_p=generation.top_p, max_new_tokens=generation.max_new_tokens, stop=stop, seed=seed,
+        )
+
+    record = {
+        "model_name_or_path": generation.model_name_or_path, "dataset_name": source.dataset_name,
+        "dataset_split": source.dataset_split, "temperature": generation.temperature, "top_p": generation.top_p,
+        "max_new_tokens": generation.max_new_tokens, "stop": list(stop), "template": task.template,
+        "num_shots": task.shots, "chat": source.chat, "dtype": generation.dtype, "verifier": task.verifier,
+    }
     summary = sample_solutions(
-        problems, lambda prompts, seed: sample(prompts, seed=seed), verifier, Path(output.output),
-        n=generation.n, batch_size=generation.batch_size, seed=generation.seed,
+        problems, sample, verifier, Path(output.output),
+        n=generation.n, batch_size=generation.batch_size, seed=generation.seed, record=record,
     )
     print(f"Wrote {Path(output.output).resolve()}: {summary}")
     return summary

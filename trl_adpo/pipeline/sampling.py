@@ -5,10 +5,16 @@ sampled with the seed ``seed * 100003 + b``, so a batch's samples do not depend 
 batch is appended to the output (one JSON line per sample). An interrupted run, restarted with the same options,
 keeps the batches it finished, drops a half-written one (and a partial last line), and goes on: it writes the same
 rows as a run that was never interrupted.
+
+The options that define a run (model, problems and a hash of their prompts and references, sampling options, seed,
+batch size) are recorded beside the output (`OUTPUT.run.json`) when it is started. A restart resumes only when they
+are the same: otherwise it is refused, naming the option, so that one file never mixes two runs' samples.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +103,43 @@ def finished_batches(output: Path, problems: list[Problem], n: int, batch_size: 
     return done, kept
 
 
+def run_record_path(output: Path) -> Path:
+    """Where the options of the run that writes `output` are recorded."""
+    return output.with_name(output.name + ".run.json")
+
+
+def problems_digest(problems: list[Problem]) -> str:
+    """A hash of the problems as asked: ids, full prompts (template, shots, chat format) and parsed references."""
+    text = json.dumps([[p.id, p.prompt, p.reference] for p in problems], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_same_run(output: Path, record: dict) -> None:
+    """Record the run's options beside a new `output`; refuse to resume an existing one written by other options.
+
+    Raises:
+        ValueError: naming the option that differs (or the missing record) and how to start a fresh file.
+    """
+    path = run_record_path(output)
+    if not output.exists():
+        path.write_text(json.dumps(record, indent=1, default=str))
+        return
+    fresh = f"give another --output, or delete {output} (and {path.name}) to sample it anew"
+    if not path.is_file():
+        raise ValueError(
+            f"{output} exists but has no record of the run that wrote it ({path.name}), so it cannot be resumed "
+            f"safely: it may hold another run's samples. To start a fresh file, {fresh}."
+        )
+    saved = json.loads(path.read_text())
+    for key, value in record.items():
+        if json.loads(json.dumps(value, default=str)) != saved.get(key):
+            raise ValueError(
+                f"{output} holds the samples of another run: {key} was {saved.get(key)!r} there and is {value!r} now. "
+                f"Resuming would mix two runs in one file: run with the options it was started with to resume, or, "
+                f"to start a fresh file, {fresh}."
+            )
+
+
 def sample_solutions(
     problems: list[Problem],
     generate: Generate,
@@ -106,6 +149,7 @@ def sample_solutions(
     n: int,
     batch_size: int,
     seed: int,
+    record: dict | None = None,
 ) -> SampleSummary:
     """Sample and verify `n` completions per problem into `output` (JSON Lines), resuming what is there.
 
@@ -118,10 +162,18 @@ def sample_solutions(
         n: samples per problem.
         batch_size: problems per batch.
         seed: the run's seed.
+        record: the options that define the run, besides `n`, `batch_size`, `seed` and the problems; a restart
+            resumes `output` only if they are the same (`check_same_run`).
     """
     if len({p.id for p in problems}) != len(problems):
         raise ValueError("problem ids repeat: give an id_column whose values are unique, or leave it unset.")
+    if output.is_dir():
+        raise ValueError(f"output: {output} is a directory; give the JSON Lines file to write, e.g. {output / 'samples.jsonl'}.")
     output.parent.mkdir(parents=True, exist_ok=True)
+    check_same_run(
+        output, {**(record or {}), "n": n, "batch_size": batch_size, "seed": seed, "problems": len(problems),
+                 "problems_sha256": problems_digest(problems)},
+    )
     done, rows = finished_batches(output, problems, n, batch_size)
     batches = range(done, (len(problems) + batch_size - 1) // batch_size)
     with tqdm(total=len(problems), initial=done * batch_size, desc="Sampling", unit="problem") as progress:
