@@ -291,3 +291,23 @@ def test_help_documents_every_adpo_option(train_cli):
                    "--step_delimiter", "--step_pattern", "--quickstart_dir", "--eval_dataset_name", "--load_in_4bit",
                    "--use_peft"):
         assert option in text, option
+
+
+# --- nothing the user saved is lost -------------------------------------------------------------------------------
+
+
+def test_a_finished_run_is_not_overwritten_unless_asked_and_then_leaves_no_stale_checkpoint(train_cli, quickstart, tmp_path):
+    output = tmp_path / "run"
+    first = train_cli.run(*train_cli.parse_args(tiny_run(quickstart, output, "--save_strategy", "steps", "--save_steps", "1")))
+    assert first.state.global_step == 2 and (output / "checkpoint-2").is_dir()
+    weights = (output / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=r"already holds a run \(trainer_state.json, model.safetensors, checkpoint-1, "
+                                         r"checkpoint-2\).*--resume_from_checkpoint true.*--overwrite_output_dir true"):
+        train_cli.run(*train_cli.parse_args(tiny_run(quickstart, output, "--learning_rate", "5e-3")))
+    assert (output / "model.safetensors").read_bytes() == weights  # untouched
+
+    train_cli.run(*train_cli.parse_args(tiny_run(quickstart, output, "--max_steps", "3", "--overwrite_output_dir", "true")))
+    assert not list(output.glob("checkpoint-*"))  # the old run's checkpoints are gone: none can be resumed by mistake
+    assert (output / "model.safetensors").read_bytes() != weights
+    state = json.loads((output / "trainer_state.json").read_text())
+    assert state["global_step"] == 3  # the new run's state

@@ -19,6 +19,7 @@ Every option of `ADPOConfig` (TRL's `DPOConfig` plus the granularity), TRL's `Mo
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -75,6 +76,14 @@ class ScriptArguments:
             "into output_dir at the end; a Hub push uploads it and the model card shows it."
         },
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace the run that output_dir already holds: its model, state and checkpoints are removed "
+            "before training. Without it, training into the directory of an earlier run is refused (resume that "
+            "run with resume_from_checkpoint, or choose another output_dir)."
+        },
+    )
     quickstart_dir: str | None = field(
         default=None,
         metadata={
@@ -99,6 +108,48 @@ def load_splits(script_args: ScriptArguments) -> tuple[Dataset, Dataset | None]:
         evaluation = load_data(script_args.eval_dataset_name, None, "eval_dataset_name")
         return train, next(iter(evaluation.values()))
     return train, data.get(script_args.dataset_test_split)
+
+
+RUN_FILES = (
+    "trainer_state.json", "training_args.bin", "training_config.yaml", "README.md", PLOT_FILE, "config.json",
+    "generation_config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+    "adapter_model.safetensors", "adapter_model.bin", "adapter_config.json", "all_results.json", "train_results.json",
+    "eval_results.json",
+)
+"""What a `trl-adpo train` run writes into its output_dir, besides its checkpoints and tokenizer files."""
+
+
+def earlier_run(output_dir: Path) -> list[str]:
+    """The files and checkpoints of an earlier run in `output_dir` (empty when there is none)."""
+    if not output_dir.is_dir():
+        return []
+    found = [name for name in ("trainer_state.json", "model.safetensors", "adapter_model.safetensors",
+                               "model.safetensors.index.json", "pytorch_model.bin") if (output_dir / name).is_file()]
+    return found + sorted(c.name for c in output_dir.glob("checkpoint-*") if c.is_dir())
+
+
+def check_output_dir(script_args: ScriptArguments, training_args: ADPOConfig) -> None:
+    """Refuse to train over an earlier run in output_dir unless resuming it or asked to overwrite it; when asked,
+    remove that run's model, state and checkpoints first, so that no stale checkpoint is left beside the new run."""
+    output_dir = Path(training_args.output_dir)
+    found = earlier_run(output_dir)
+    if not found or training_args.resume_from_checkpoint not in (None, False, "", "false", "False"):
+        return
+    if not script_args.overwrite_output_dir:
+        raise ValueError(
+            f"output_dir {str(output_dir)!r} already holds a run ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''}): "
+            "training into it would overwrite its model and leave its checkpoints beside the new run's state. Choose "
+            "another output_dir, resume that run with --resume_from_checkpoint true, or replace it with "
+            "--overwrite_output_dir true."
+        )
+    state = PartialState()
+    if state.is_main_process:
+        for checkpoint in output_dir.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)
+        for name in RUN_FILES:
+            (output_dir / name).unlink(missing_ok=True)
+        print(f"Overwriting the run in {output_dir.resolve()}: its model, state and checkpoints were removed.")
+    state.wait_for_everyone()
 
 
 def check_hub_login(training_args: ADPOConfig) -> None:
@@ -173,6 +224,7 @@ def save_run_config(path: Path, *configs) -> None:
 def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: ModelConfig) -> ADPOTrainer:
     """Load the model, tokenizer and data, train, evaluate, save (and push); returns the trainer."""
     check_hub_login(training_args)
+    check_output_dir(script_args, training_args)
     if script_args.quickstart_dir is not None:
         save_quickstart(script_args.quickstart_dir)
     if model_args.model_name_or_path is None:
