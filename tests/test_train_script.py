@@ -38,6 +38,24 @@ def command_for(config: Path):
     return {"sample": sample, "evaluate": evaluate}.get(config.stem.split("_")[0], train)
 
 
+ITERATE_CONFIGS = [c for c in CONFIGS if c.stem == "iterate"]
+
+
+@pytest.mark.parametrize("config", ITERATE_CONFIGS, ids=lambda c: str(c.relative_to(ROOT / "configs")))
+def test_every_iterate_config_parses_stage_by_stage(config, tmp_path):
+    from trl_adpo.cli import iterate
+
+    settings = iterate.load_config(config, None)
+    for stage in iterate.STAGES:
+        (tmp_path / f"{stage}.yaml").write_text(yaml.safe_dump(settings[stage]))
+        argv = ["--config", str(tmp_path / f"{stage}.yaml"), *(["--use_cpu", "true"] if stage == "train" else [])]
+        parsed = iterate.stage_command(stage).make_parser().parse(argv)
+        for key, value in settings[stage].items():
+            owner = next(o for o in parsed if hasattr(o, key))
+            parsed_value = getattr(owner, key)
+            assert value in (parsed_value, getattr(parsed_value, "value", None)) or key == "report_to", (stage, key)
+
+
 def tiny_run(quickstart: Path, output_dir: Path, *extra: str) -> list[str]:
     """Command-line overrides that point a recipe at the quickstart's tiny model and data, for a short CPU run."""
     return [
@@ -57,7 +75,7 @@ def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 # --- every config -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("config", [c for c in CONFIGS if c.parent.name != "accelerate"],
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c.parent.name != "accelerate" and c not in ITERATE_CONFIGS],
                          ids=lambda c: str(c.relative_to(ROOT / "configs")))
 def test_every_config_parses_into_the_options_it_names(config):
     command = command_for(config)

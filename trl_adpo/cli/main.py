@@ -26,6 +26,9 @@ SUBCOMMANDS = {
         "Train the positive and negative critical-token models of cDPO/cADPO on verified samples.",
     ),
     "evaluate": ("trl_adpo.cli.evaluate", "Few-shot accuracy of a model on verified problems, with its 95% interval."),
+    "iterate": (
+        "trl_adpo.cli.iterate", "Iterative on-policy rounds: sample, pair, train (ADPO + NLL), evaluate; resumable."
+    ),
     "plot": ("trl_adpo.cli.plot", "Plot a run's training dynamics (chosen/rejected log-probs...), or two runs overlaid."),
     "inspect": ("trl_adpo.cli.inspect", "Show how a granularity cuts a pair into segments and, with models, the rewards."),
     "env": ("trl_adpo.cli.env", "Print the versions that matter for a bug report (torch, TRL and its glue, CUDA...)."),

@@ -59,6 +59,11 @@ def check_data_file(path: Path, option: str) -> None:
         raise ValueError(f"{option}: the file {str(path)!r} is empty: it holds no rows to train or evaluate on.")
 
 
+def is_data_file(name: str) -> bool:
+    """Whether `name` is a local data file (by its extension), which `load_data` reads as a single split."""
+    return Path(name).suffix.lower() in FILE_FORMATS
+
+
 def load_data(name: str, config: str | None, option: str) -> DatasetDict:
     """Load a Hub dataset, a local dataset directory or a local data file, naming `option` in errors."""
     path = Path(name)

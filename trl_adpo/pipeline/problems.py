@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .io import load_data
+from .io import is_data_file, load_data
 from .prompts import TASKS, Task, check_template, few_shot_prefix
 from .verifiers import Verifier, load_verifier
 
@@ -34,7 +34,11 @@ class ProblemSource:
         metadata={"help": "The problems: a Hub dataset (e.g. openai/gsm8k), a local directory, or a data file."},
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Configuration of a Hub dataset (gsm8k: main)."})
-    dataset_split: str = field(default="train", metadata={"help": "The split whose problems are asked."})
+    dataset_split: str = field(
+        default="train",
+        metadata={"help": "The split whose problems are asked (a Hub dataset or a dataset directory; a local data file "
+                          "is one split)."},
+    )
     task: str | None = field(
         default=None,
         metadata={
@@ -114,9 +118,12 @@ def load_problems(source: ProblemSource) -> tuple[list[Problem], Task, Verifier]
         raise ValueError(f"num_shots must be >= 0, got {task.shots}.")
     verifier = load_verifier(task.verifier)
     data = load_data(source.dataset_name, source.dataset_config, "dataset_name")
-    if source.dataset_split not in data:
+    if is_data_file(source.dataset_name):  # a local file is one split, whatever its name
+        dataset = next(iter(data.values()))
+    elif source.dataset_split in data:
+        dataset = data[source.dataset_split]
+    else:
         raise ValueError(f"dataset_split: {source.dataset_name!r} has no split {source.dataset_split!r}; it has {list(data)}.")
-    dataset = data[source.dataset_split]
     name = f"{source.dataset_name} ({source.dataset_split})"
     require_columns(dataset, [task.question_column, task.answer_column], name)
     if source.id_column is not None:
