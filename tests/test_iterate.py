@@ -233,3 +233,17 @@ def test_bad_configs_fail_before_any_work(critical_models, problems, tmp_path, c
     with pytest.raises(ValueError, match=message):
         iterate.run(iterate.load_config(config_file, None), str(config_file))
     assert not (tmp_path / "run" / "round-0").exists()
+
+
+def test_start_samples_serve_as_round_one_only_if_sampled_with_the_same_options(uninterrupted, critical_models, problems, tmp_path):
+    start_samples = uninterrupted[0] / "round-1" / "samples.jsonl"  # sampled from the start with the same section
+    reused = config(critical_models["positive"], problems, tmp_path / "reused")
+    reused.update(rounds=1, evaluate_start=False, start_samples=str(start_samples))
+    iterate.run(reused)
+    assert (tmp_path / "reused" / "round-1" / "samples.jsonl").read_text() == start_samples.read_text()
+
+    other = config(critical_models["positive"], problems, tmp_path / "other")
+    other.update(rounds=1, evaluate_start=False, start_samples=str(start_samples))
+    other["sample"]["temperature"] = 0.7
+    with pytest.raises(ValueError, match="holds the samples of another run: temperature was 1.0 there and is 0.7 now"):
+        iterate.run(other)

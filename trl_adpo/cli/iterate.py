@@ -17,6 +17,10 @@ stage holding that command's options, as its own `--config` file would: `sample`
 task, n, temperature...), `pairs`, `train` (ADPO's and TRL's options) and `evaluate` (the held-out problems). The
 paths that change with the round (models, samples, pairs, outputs) are set by the command.
 
+`start_samples` (optional) names verified samples of the start model that `trl-adpo sample` wrote with the `sample`
+section's options, used as round 1's samples instead of sampling again (refused, naming the option, if they were
+sampled otherwise).
+
 A killed run, started again with the same config, goes on from the stage it stopped in: finished stages are never
 redone, a half-finished one is done again (sampling resumes its own file). It ends with a table per round (accuracy
 with its 95% interval, pairs built, the final reward accuracy of training) and `accuracy_per_round.png`.
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -52,7 +57,7 @@ SET_BY_ITERATE = {
     "evaluate": ("model_name_or_path", "output"),
 }
 """The options each stage gets from the round it runs in, which the config must leave out."""
-TOP_LEVEL = ("model_name_or_path", "output_dir", "rounds", "evaluate_start", *STAGES)
+TOP_LEVEL = ("model_name_or_path", "output_dir", "rounds", "evaluate_start", "start_samples", *STAGES)
 
 
 def stage_command(stage: str):
@@ -167,6 +172,8 @@ class Run:
         directory, start = self._round_dir(r), self.policy(r - 1)
         directory.mkdir(parents=True, exist_ok=True)
         if self._todo(f"round-{r}/sample"):
+            if r == 1 and self.config.get("start_samples") and not (directory / "samples.jsonl").exists():
+                self._copy_start_samples(Path(self.config["start_samples"]), directory / "samples.jsonl")
             summary = stage_command("sample").run(*self._parse("sample", self._paths("sample", r, start)))
             self.progress.finish(f"round-{r}/sample", {"samples": summary.samples, "correct": summary.correct})
         if self._todo(f"round-{r}/pairs"):
@@ -182,6 +189,21 @@ class Run:
         if (directory / "train" / "adapter_config.json").is_file():
             self.merge(r, directory / "train")
         self.evaluate(r)
+
+    @staticmethod
+    def _copy_start_samples(samples: Path, output: Path) -> None:
+        """Round 1's samples from a file `trl-adpo sample` wrote from the start model with the sample section's
+        options: the sample stage then resumes it (finding it complete), or refuses it, naming the option that
+        differs, if it was sampled otherwise."""
+        from trl_adpo.pipeline.sampling import run_record_path
+
+        if not samples.is_file() or not run_record_path(samples).is_file():
+            raise FileNotFoundError(
+                f"start_samples: {samples} (or its run record {run_record_path(samples).name}) does not exist; give "
+                "a file that `trl-adpo sample` wrote from the start model with the sample section's options."
+            )
+        shutil.copyfile(run_record_path(samples), run_record_path(output))
+        shutil.copyfile(samples, output)
 
     def report(self) -> str:
         """Write rounds.json and the plot; the per-round table."""
