@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -197,7 +198,7 @@ def test_push_to_hub_uploads_model_tokenizer_config_and_card(train_cli, quicksta
     for expected in ("ADPO", "| granularity | adaptive, m=16 |", "| beta | 0.1 |", str(quickstart / "train.jsonl"),
                      "2602.09533", "oi2026adpo"):
         assert expected in card, expected
-    assert yaml.safe_load(run_config)["ADPOConfig"]["num_segments"] == 16
+    assert yaml.safe_load(run_config)["num_segments"] == 16
     assert "hf_test_token" not in run_config
 
 
@@ -329,3 +330,41 @@ def test_a_finished_run_is_not_overwritten_unless_asked_and_then_leaves_no_stale
     assert (output / "model.safetensors").read_bytes() != weights
     state = json.loads((output / "trainer_state.json").read_text())
     assert state["global_step"] == 3  # the new run's state
+
+
+def test_no_written_file_holds_a_token_and_a_run_resumes_and_reruns_from_what_it_saved(train_cli, quickstart, tmp_path, monkeypatch):
+    import torch
+
+    secrets = ("hf_FLAGsecret123456", "hf_ENVsecret654321")
+    monkeypatch.setenv("HF_TOKEN", secrets[1])
+    output = tmp_path / "run"
+    args = tiny_run(quickstart, output, "--hub_token", secrets[0], "--save_strategy", "steps", "--save_steps", "1",
+                    "--pad_token", "<pad>", "--logging_steps", "1")
+    trainer = train_cli.run(*train_cli.parse_args(args))
+    assert trainer.args.hub_token == secrets[0]  # the live config keeps it, for a push
+    written = [path for path in output.rglob("*") if path.is_file()]
+    assert any(path.parent.name == "checkpoint-1" for path in written)
+    for path in written:
+        data = path.read_bytes()
+        assert not any(secret.encode() in data for secret in secrets), path
+    for saved in output.rglob("training_args.bin"):
+        assert torch.load(saved, weights_only=False).hub_token == "<HUB_TOKEN>"
+
+    run_config = yaml.safe_load((output / "training_config.yaml").read_text())
+    assert run_config["hub_token"] is None  # credentials left empty, every other option kept
+    for name, value in (("critical_token_gamma", 1.0), ("weight_chosen_tokens", False), ("pad_token", "<pad>"),
+                        ("num_segments", 256), ("max_steps", 2)):
+        assert run_config[name] == value, name
+    rerun = train_cli.parse_args(["--config", str(output / "training_config.yaml"), "--output_dir", str(tmp_path / "again")])
+    original = train_cli.parse_args(args + ["--output_dir", str(tmp_path / "again")])
+    for parsed, expected in zip(rerun, original):
+        for field in dataclasses.fields(expected):
+            if field.init and field.name != "hub_token":
+                assert getattr(parsed, field.name) == getattr(expected, field.name), field.name
+
+    # resuming from a checkpoint whose saved arguments hold no token: the token comes from the flag again
+    resumed = train_cli.run(*train_cli.parse_args(tiny_run(
+        quickstart, output, "--hub_token", secrets[0], "--max_steps", "3", "--resume_from_checkpoint", "true",
+        "--save_strategy", "no",
+    )))
+    assert resumed.state.global_step == 3 and resumed.args.hub_token == secrets[0]

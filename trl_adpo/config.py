@@ -15,6 +15,10 @@ from .segmentation import DEFAULT_NUM_SEGMENTS, DEFAULT_WINDOW_SIZE, FAMILIES, c
 GRANULARITIES = (*FAMILIES, "step")
 DEFAULT_STEP_DELIMITER = "\n"
 
+SECRET_OPTIONS = ("hub_token",)
+"""Options that hold credentials: masked wherever the config is written (`ADPOConfig.__getstate__`, the run's
+training_config.yaml)."""
+
 LOSS_TERMS = ("sigmoid", "sft")
 """The DPO loss types ADPOConfig takes: "sigmoid", replaced by the ADPO loss, and "sft", the chosen completions' NLL
 term of RPO (Pang et al. 2024), which the ADPO loss may be combined with."""
@@ -158,6 +162,15 @@ class ADPOConfig(DPOConfig):
                     f"(its default is {allowed[-1]!r})."
                 )
         super().__post_init__()
+
+    def __getstate__(self) -> dict:
+        """The state that pickling saves (`training_args.bin` in the output directory and in every checkpoint, which
+        a Hub push uploads), with the `SECRET_OPTIONS` masked; the live config keeps them for the push itself."""
+        state = dict(super().__getstate__())
+        for name in SECRET_OPTIONS:
+            if state.get(name):
+                state[name] = f"<{name.upper()}>"
+        return state
 
     def _check_finite(self) -> None:
         """Refuse NaN and infinity in every numeric option (beta=inf trains a model whose weights are all NaN)."""

@@ -34,7 +34,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from trl_adpo.cli.parsing import ConfigParser
-from trl_adpo.config import ADPOConfig
+from trl_adpo.config import SECRET_OPTIONS, ADPOConfig
 from trl_adpo.examples.arithmetic import save_quickstart
 from trl_adpo.pipeline.io import load_data
 from trl_adpo.report.plots import PLOT_FILE, has_metrics, plot_training_dynamics
@@ -213,12 +213,20 @@ def describe_distribution(trainer: ADPOTrainer) -> str | None:
 
 
 def save_run_config(path: Path, *configs) -> None:
-    """Write the resolved options of the run next to the model, so that they travel with it to the Hub."""
+    """Write every resolved option of the run next to the model (it travels with it to the Hub), as a config file
+    that `trl-adpo train --config` runs again; credentials (`SECRET_OPTIONS`) are left empty."""
     resolved = {}
     for config in configs:
         values = config.to_dict() if hasattr(config, "to_dict") else asdict(config)
-        resolved[type(config).__name__] = {key: value for key, value in values.items() if "token" not in key}
-    path.write_text(yaml.safe_dump(resolved, sort_keys=False, default_flow_style=False))
+        for key, value in values.items():
+            if key.endswith("_token"):  # to_dict masks every *_token option, pad_token included: keep the real ones
+                value = None if key in SECRET_OPTIONS else getattr(config, key)
+            resolved[key] = value
+    header = (
+        f"# Every resolved option of this run (credentials left empty). To train it again:\n"
+        f"#   trl-adpo train --config {path.name} --output_dir OTHER_DIR\n"
+    )
+    path.write_text(header + yaml.safe_dump(resolved, sort_keys=False, default_flow_style=False))
 
 
 def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: ModelConfig) -> ADPOTrainer:
