@@ -368,3 +368,14 @@ def test_no_written_file_holds_a_token_and_a_run_resumes_and_reruns_from_what_it
         "--save_strategy", "no",
     )))
     assert resumed.state.global_step == 3 and resumed.args.hub_token == secrets[0]
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss_and_saves_no_model(train_cli, quickstart, tmp_path):
+    output = tmp_path / "run"
+    args = tiny_run(quickstart, output, "--learning_rate", "1e30", "--max_steps", "4", "--save_strategy", "steps",
+                    "--save_steps", "1", "--optim", "sgd")
+    with pytest.raises(FloatingPointError, match=r"Step 2: the training loss is not finite \(the ADPO loss of pair \d+ of "
+                                                 r"the batch is nan\)\. Training stops here, before anything is saved"):
+        train_cli.run(*train_cli.parse_args(args))
+    assert not (output / "model.safetensors").exists()  # no model of NaN weights
+    assert (output / "checkpoint-1" / "model.safetensors").is_file()  # the good checkpoint before it is kept

@@ -339,6 +339,28 @@ class ADPOTrainerMixin:
         """
         return -chosen_logps[chosen_mask].sum() / chosen_mask.sum()
 
+    def _stop_on_non_finite(self, loss: torch.Tensor, nll: torch.Tensor | None = None) -> None:
+        """Raise `FloatingPointError` in every process, naming the step and the loss term, when a training loss is
+        NaN or infinite: Trainer would go on, log nothing for it, and save a model of NaN weights."""
+        if not self.model.training:
+            return
+        finite = self.accelerator.gather(torch.isfinite(loss.detach()).reshape(1)).all()
+        if finite:
+            return
+        losses = self.last_adpo_output.losses
+        if nll is not None and not torch.isfinite(nll):
+            term = f"the NLL term is {nll.item()}"
+        elif not torch.isfinite(losses).all():
+            pair = int((~torch.isfinite(losses)).nonzero()[0])
+            term = f"the ADPO loss of pair {pair} of the batch is {losses[pair].item()}"
+        else:
+            term = "in another process"
+        raise FloatingPointError(
+            f"Step {self.state.global_step + 1}: the training loss is not finite ({term}). Training stops here, before "
+            "anything is saved, so that no model of NaN weights replaces a good one; the checkpoints already written "
+            "are kept. Lower the learning rate (or beta), or look for a broken row in the data."
+        )
+
     def _weight_columns(self) -> tuple[str, ...]:
         """The critical-token weight columns this config uses: none, the rejected side's, or both sides'."""
         if not self.args.critical_tokens:

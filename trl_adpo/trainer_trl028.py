@@ -47,6 +47,8 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
     segments whose chosen reward is higher) and `adpo/segment_margin` (mean segment reward margin).
     """
 
+    _last_nll: torch.Tensor | None = None
+
     def __init__(self, model, ref_model=None, args: ADPOConfig | None = None, data_collator=None, **kwargs):
         args = self._adpo_args(model, args)
         if kwargs.get("peft_config") is not None:
@@ -128,6 +130,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         nll = {}
         if self.args.loss_term_weights[1] > 0 and not is_ref_model:  # the NLL term (rpo_alpha, loss type "sft")
             nll["nll_loss"] = self._nll(aligned[:num_pairs], mask[:num_pairs])
+            self._last_nll = nll["nll_loss"].detach()
 
         return {
             **nll,
@@ -302,6 +305,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         """TRL's loss and metrics, plus the ADPO segment metrics gathered over all processes, the NLL term on its own
         (`adpo/nll`), and DPO's rewards whatever the loss weights (TRL 0.28 weighs them as the losses)."""
         loss, metrics = super().get_batch_loss_metrics(model, batch, train_eval)
+        self._stop_on_non_finite(loss, self._last_nll)
         prefix = "eval_" if train_eval == "eval" else ""
         metrics.update({f"{prefix}{key}": value for key, value in self._segment_metrics().items()})
         if f"{prefix}nll_loss" in metrics:

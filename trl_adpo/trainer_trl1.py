@@ -153,9 +153,10 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         for key, value in self._segment_metrics().items():
             self._metrics[mode][key].append(value)
         adpo_weight, nll_weight = self.args.loss_term_weights
-        loss = adpo_weight * output.losses.mean()
+        loss, nll = adpo_weight * output.losses.mean(), None
         if nll_weight > 0:  # loss type "sft": the chosen completions' NLL
             nll = self._nll(logps.chunk(2)[0], mask.chunk(2)[0])
             loss = loss + nll_weight * nll
             self._metrics[mode]["adpo/nll"].append(self.accelerator.gather_for_metrics(nll.detach()).mean().item())
+        self._stop_on_non_finite(loss, nll)
         return (loss, result[1]) if return_outputs else loss

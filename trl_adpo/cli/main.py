@@ -5,7 +5,7 @@ Each subcommand is a module of `trl_adpo.cli` with a `main(argv)`; it is importe
 about an optional `kernels` package, deprecation warnings raised inside TRL, transformers and their stack, and
 torch's note that pinned memory needs an accelerator. The project's own warnings always show. Bad input (a
 `ValueError` or `FileNotFoundError`) ends the command with its message and exit status 1, without a traceback
-unless `TRL_ADPO_TRACEBACK=1` is set.
+unless `TRL_ADPO_TRACEBACK=1` is set; so does a training run stopped by a non-finite loss (`FloatingPointError`).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(SUBCOMMANDS[name][0])
     try:
         return module.main(argv[1:]) or 0
-    except (ValueError, FileNotFoundError) as error:  # bad input: the message says what and where
+    except (ValueError, FileNotFoundError, FloatingPointError) as error:  # bad input, a diverged run: what and where
         if os.environ.get("TRL_ADPO_TRACEBACK"):
             raise
         print(f"trl-adpo {name}: error: {error}\n(TRL_ADPO_TRACEBACK=1 shows the traceback)", file=sys.stderr)
