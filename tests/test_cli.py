@@ -235,3 +235,48 @@ def test_the_quickstart_says_what_happened_and_hides_the_noise(tmp_path):
         assert noise not in result.stderr, noise
     card = (output / "README.md").read_text()
     assert "![training dynamics](training_dynamics.png)" in card and (output / "training_dynamics.png").is_file()
+
+
+# --- bad input, as the command shows it: one line naming what and where, no traceback ----------------------------
+
+
+def bad_input_cases(quickstart: Path, other_tokenizer: Path, tmp: Path) -> list[tuple[list[str], str]]:
+    (tmp / "bad.yaml").write_text("beta: 0.1\n  num_segments: [\n")
+    (tmp / "run").mkdir()
+    (tmp / "run" / "trainer_state.json").write_text('{"log_history": [')
+    from trl_adpo.pipeline.io import write_jsonl
+
+    write_jsonl([{"problem_id": 0, "prompt": "p", "completion": "c", "answer": "1", "correct": True},
+                 {"problem_id": 0, "prompt": "p", "completion": "d", "answer": "2", "correct": "no"}], tmp / "samples.jsonl")
+    problems = str(quickstart / "problems.jsonl")
+    return [
+        (["train", "--model_name_or_path", "outputs/no-such-model", "--dataset_name", "x.jsonl", "--bf16", "false"],
+         "model_name_or_path: 'outputs/no-such-model' is no local directory"),
+        (["sample", "--task", "arithmetic", "--dataset_name", problems, "--model_name_or_path", str(tmp / "nothing")],
+         f"model_name_or_path: '{tmp / 'nothing'}' does not exist"),
+        (["evaluate", "--task", "arithmetic", "--dataset_name", problems, "--model_name_or_path", "./gone"],
+         "model_name_or_path: './gone' does not exist"),
+        (["train", "--model_name_or_path", str(quickstart / "model"), "--dataset_name", str(quickstart / "train.jsonl"),
+          "--bf16", "false", "--positive_model", str(tmp / "pos"), "--negative_model", str(tmp / "neg"),
+          "--output_dir", str(tmp / "out")], f"positive_model: '{tmp / 'pos'}' does not exist"),
+        (["inspect", "--tokenizer", str(tmp / "tok"), "--prompt", "a", "--chosen", "b", "--rejected", "c"],
+         f"tokenizer: '{tmp / 'tok'}' does not exist"),
+        (["train", "--config", str(tmp / "bad.yaml")], f"{tmp / 'bad.yaml'}, line 2: not valid YAML"),
+        (["train", f"--config={tmp / 'bad.yaml'}"], f"{tmp / 'bad.yaml'}, line 2: not valid YAML"),
+        (["sample", "--config"], "--config needs a file: --config run.yaml"),
+        (["sample", "--task", "arithmetic", "--dataset_name", problems, "--model_name_or_path",
+          str(quickstart / "model"), "--output", str(tmp)], "is a directory; give the JSON Lines file to write"),
+        (["plot", str(tmp / "run")], f"{tmp / 'run' / 'trainer_state.json'}: not a trainer state Trainer wrote"),
+        (["pairs", "--samples", str(tmp / "samples.jsonl")], f"{tmp / 'samples.jsonl'}, line 2: `correct` is 'no'"),
+        (["inspect", "--tokenizer", str(other_tokenizer), "--policy", str(quickstart / "model"),
+          "--reference", str(quickstart / "model"), "--prompt", "a", "--chosen", "b", "--rejected", "c"],
+         "it is not the policy's tokenizer"),
+    ]
+
+
+def test_bad_input_gets_one_line_naming_what_and_where(quickstart, tiny_model_dir, tmp_path):
+    for argv, message in bad_input_cases(quickstart, tiny_model_dir, tmp_path):
+        result = trl_adpo(*argv, cwd=tmp_path)
+        assert result.returncode == 1, (argv, result.stderr[-2000:])
+        assert message in result.stderr, (argv, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr, argv

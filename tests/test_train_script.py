@@ -243,39 +243,56 @@ def test_missing_data_file_is_named(train_cli, quickstart, tmp_path):
             [{"prompt": "a = 1", "chosen": "answer 1", "rejected": "answer 2"}] * 2
             + [{"prompt": "a = 1", "chosen": "answer 1", "rejected": ""}],
             [],
-            r"Row 2 of the train dataset has an empty `rejected` completion",
+            r"data.jsonl, line 3 has an empty `rejected` completion",
         ),
         (
             [{"prompt": "a = 1", "chosen": "answer 1", "rejected": "answer 2"},
              {"prompt": " ".join(["a = 1 ;"] * 8), "chosen": "answer 1", "rejected": "answer 2"}],
             ["--max_length", "12", "--truncation_mode", "keep_start"],
-            r"Row 1 of the train dataset has no `chosen` token left to score after truncation to max_length=12",
+            r"data.jsonl, line 2 has no `chosen` token left to score after truncation to max_length=12",
         ),
         (
             [{"prompt": "a = 1", "chosen": "answer 1", "rejected": "answer 2"},
              {"prompt": "a = 1", "chosen": 7, "rejected": "x"}],
             [],
-            r"Row 1 of the train dataset: `chosen` is an int \(7\)\. A prompt or completion must be text, or a list",
+            r"data.jsonl, line 2: `chosen` is an int \(7\)\. A prompt or completion must be text, or a list",
         ),
         (
             [{"prompt": "a = 1", "chosen": {"text": "answer 1"}, "rejected": "answer 2"}],
             [],
-            r"Row 0 of the train dataset: `chosen` is a dict \(\{'text': 'answer 1'\}\)",
+            r"data.jsonl, line 1: `chosen` is a dict \(\{'text': 'answer 1'\}\)",
         ),
         (
             [{"prompt": [{"role": "user", "content": "a = 1"}], "chosen": [{"text": "answer 1"}],
               "rejected": [{"role": "assistant", "content": "answer 2"}]}],
             [],
-            r"Row 0 of the train dataset: `chosen` is a list whose items are not messages",
+            r"data.jsonl, line 1: `chosen` is a list whose items are not messages",
         ),
         (
             [{"prompt": "a = 1", "chosen": "answer 1", "rejected": "answer 2"}],
             ["--beta", "0"],
             r"ADPOConfig: beta must be > 0, got 0.0",
         ),
+        (
+            [{"prompt": "a = 1", "chosen": "answer 1", "rejected": "answer 2"},
+             {"prompt": [{"role": "user", "content": "a = 1"}], "chosen": [{"role": "assistant", "content": "answer 1"}],
+              "rejected": [{"role": "assistant", "content": "answer 2"}]}],
+            [],
+            r"data.jsonl, line 2: `prompt` is conversational \(lists of messages\) but the dataset's first row is plain text",
+        ),
+        (
+            [{"prompt": "a = 1", "chosen": "answer 1", "rejected": "answer 1"}] * 3,
+            [],
+            r"In every row of the train dataset the chosen and rejected completions are the same",
+        ),
+        (
+            [{"prompt": "a = 1", "chosen": "answer 1", "rejected": "answer 2"}],
+            ["--granularity", "step", "--step_pattern", "x*"],
+            r"step_pattern 'x\*' matches the empty string",
+        ),
     ],
     ids=["missing-columns", "empty-completion", "truncated-away", "number-completion", "dict-completion",
-         "list-of-non-messages", "beta-zero"],
+         "list-of-non-messages", "beta-zero", "mixed-formats", "all-identical", "empty-matching-pattern"],
 )
 def test_bad_rows_fail_before_training(train_cli, quickstart, tmp_path, rows, extra, message):
     write_jsonl(rows, tmp_path / "data.jsonl")
@@ -291,16 +308,21 @@ def test_bad_rows_fail_before_training(train_cli, quickstart, tmp_path, rows, ex
     "content,message",
     [("", r"dataset_name: the file '.*data.jsonl' is empty"),
      ('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a", "chosen": "b" "rejected": "c"}\n',
-      r"data.jsonl, line 2: not valid JSON")],
-    ids=["empty-file", "malformed-line"],
+      r"data.jsonl, line 2: not valid JSON"),
+     ('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "caf\xe9", "chosen": "b", "rejected": "c"}\n',
+      r"data.jsonl, line 2: not UTF-8 text \(byte 0xe9"),
+     ('[{"prompt": "a", "chosen": "b", "rejected": "c"},\n {"prompt": "a" "chosen": "b"}]\n', r"data.json, line 2: not valid JSON")],
+    ids=["empty-file", "malformed-line", "not-utf8", "malformed-json-file"],
 )
-def test_a_bad_data_file_fails_before_the_model_loads(train_cli, quickstart, tmp_path, content, message):
-    (tmp_path / "data.jsonl").write_text(content)
+def test_a_bad_data_file_fails_before_the_model_loads(train_cli, quickstart, tmp_path, monkeypatch, content, message):
+    data = tmp_path / ("data.json" if "data.json," in message else "data.jsonl")
+    data.write_bytes(content.encode("latin-1") if "UTF-8" in message else content.encode())
     args = train_cli.parse_args(
         ["--config", str(ROOT / "configs" / "adpo_static_k1.yaml"), *tiny_run(quickstart, tmp_path / "out"),
-         "--dataset_name", str(tmp_path / "data.jsonl"), "--model_name_or_path", str(tmp_path / "no-model")]
+         "--dataset_name", str(data)]
     )
-    with pytest.raises(ValueError, match=message):  # a model that does not exist: the data is checked first
+    monkeypatch.setattr(train_cli, "load_model", lambda *a, **k: pytest.fail("the model was loaded before the data was checked"))
+    with pytest.raises(ValueError, match=message):
         train_cli.run(*args)
 
 

@@ -468,3 +468,12 @@ def test_bad_rows_fail_before_training_with_the_row_number(tmp_path, load, token
             processing_class=tokenizer,
             train_dataset=Dataset.from_list(rows),
         )
+
+
+def test_pairs_whose_chosen_and_rejected_are_the_same_are_counted_in_a_warning(tmp_path, load, tokenizer):
+    from datasets import Dataset
+
+    rows = [{"prompt": "w1", "chosen": " w2", "rejected": " w3"}] * 3 + [{"prompt": "w1", "chosen": " w4", "rejected": " w4"}] * 2
+    with pytest.warns(UserWarning, match=r"2 of the 5 rows of the train dataset \(row 3 first, counting from 0\) have the "
+                                         r"same chosen and rejected completion"):
+        ADPOTrainer(load(), args=adpo_config(tmp_path), processing_class=tokenizer, train_dataset=Dataset.from_list(rows))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field, fields
 
 from trl import DPOConfig
 
 from .critical_tokens import check_gamma
 from .objective import REDUCTIONS
-from .segmentation import DEFAULT_NUM_SEGMENTS, DEFAULT_WINDOW_SIZE, FAMILIES, check_granularity
+from .segmentation import DEFAULT_NUM_SEGMENTS, DEFAULT_WINDOW_SIZE, FAMILIES, check_granularity, check_step_pattern
 
 GRANULARITIES = (*FAMILIES, "step")
 DEFAULT_STEP_DELIMITER = "\n"
@@ -237,9 +236,9 @@ class ADPOConfig(DPOConfig):
                     "ADPOConfig: give step_delimiter or step_pattern, not both: a pattern's matches begin the steps."
                 )
             try:
-                re.compile(self.step_pattern)
-            except re.error as error:
-                raise ValueError(f"ADPOConfig: step_pattern {self.step_pattern!r} is no regular expression: {error}.") from None
+                check_step_pattern(self.step_pattern)
+            except ValueError as error:
+                raise ValueError(f"ADPOConfig: {error}") from None
 
     def _check_critical_token_options(self) -> None:
         given = [name for name in ("positive_model", "negative_model") if getattr(self, name)]

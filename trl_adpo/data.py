@@ -7,6 +7,8 @@ input error (ADPO_SPEC.md), never a silent zero: an empty completion in the raw 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pyarrow.compute as pc
 from datasets import Dataset
@@ -15,28 +17,47 @@ from trl.data_utils import maybe_extract_prompt
 REQUIRED_COLUMNS = ("chosen", "rejected")
 
 
+class BadRowError(ValueError):
+    """A row that cannot be trained on: `row` counts from 0 in the dataset named `split`; `problem` says what is
+    wrong. A caller that knows the file (`trl-adpo train`) names the row by its line (`located`)."""
+
+    def __init__(self, split: str, row: int, problem: str):
+        self.split, self.row, self.problem = split, row, problem
+        super().__init__(f"Row {row} of the {split} dataset{problem}")
+
+    def located(self, where: str) -> ValueError:
+        """The same error, the row named by `where` (e.g. "train.jsonl, line 3")."""
+        return ValueError(f"{where}{self.problem}")
+
+
+def is_conversational_value(value) -> bool:
+    return isinstance(value, list) and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in value)
+
+
 def _text(value, column: str, row: int, split: str) -> str:
     """The text of a standard (str) or conversational (list of messages) prompt or completion.
 
     Raises:
-        ValueError: naming the row and the column when the value is neither.
+        BadRowError: naming the row and the column when the value is neither.
     """
     if isinstance(value, str):
         return value
-    if isinstance(value, list) and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in value):
+    if is_conversational_value(value):
         return "".join(str(message["content"] or "") for message in value)
     shown = repr(value) if len(repr(value)) < 80 else repr(value)[:77] + "..."
     name = type(value).__name__
     kind = "a list whose items are not messages" if isinstance(value, list) else f"a{'n' * (name[0] in 'aeiou')} {name}"
-    raise ValueError(
-        f"Row {row} of the {split} dataset: `{column}` is {kind} ({shown}). A prompt or completion must be text, or "
-        "a list of messages such as [{'role': 'assistant', 'content': '...'}]: fix that row."
+    raise BadRowError(
+        split, row, f": `{column}` is {kind} ({shown}). A prompt or completion must be text, or a list of messages "
+        "such as [{'role': 'assistant', 'content': '...'}]: fix that row."
     )
 
 
 def check_preference_dataset(dataset: Dataset, split: str) -> None:
     """Raise `ValueError` if `dataset` lacks the preference columns, or has a row whose prompt or completion is
-    neither text nor messages, or whose completion is empty.
+    neither text nor messages, or whose completion is empty, or that is conversational where the first row is plain
+    text (or the other way round), or if every row's chosen and rejected completions are the same; warn with the
+    count when some are (they give no preference: their loss is log 2 per segment, whatever the model).
 
     Args:
         dataset: a preference dataset in TRL's standard or conversational format, with an explicit `prompt` column
@@ -51,16 +72,40 @@ def check_preference_dataset(dataset: Dataset, split: str) -> None:
             "rename your columns to match."
         )
     columns = [column for column in ("prompt", *REQUIRED_COLUMNS) if column in dataset.column_names]
+    conversational, identical = None, []
     for row, example in enumerate(dataset.select_columns(columns)):
         for column in columns:
             _text(example[column], column, row, split)
+            kind = is_conversational_value(example[column])
+            if conversational is None:
+                conversational = kind
+            elif kind != conversational:
+                formats = ("plain text", "conversational (lists of messages)")
+                raise BadRowError(
+                    split, row, f": `{column}` is {formats[kind]} but the dataset's first row is {formats[conversational]}. "
+                    "TRL applies the chat template to a whole dataset or to none of it: make every row one format."
+                )
         example = maybe_extract_prompt(example)
         for column in REQUIRED_COLUMNS:
             if not _text(example[column], column, row, split).strip():
-                raise ValueError(
-                    f"Row {row} of the {split} dataset has an empty `{column}` completion. ADPO needs at least one "
-                    "completion token in each response: fix or drop that row."
+                raise BadRowError(
+                    split, row, f" has an empty `{column}` completion. ADPO needs at least one completion token in each "
+                    "response: fix or drop that row."
                 )
+        if example["chosen"] == example["rejected"]:
+            identical.append(row)
+    if identical and len(identical) == len(dataset):
+        raise ValueError(
+            f"In every row of the {split} dataset the chosen and rejected completions are the same: there is no "
+            "preference to learn. Check how the pairs were built (chosen and rejected swapped in or copied?)."
+        )
+    if identical:
+        warnings.warn(
+            f"{len(identical)} of the {len(dataset)} rows of the {split} dataset (row {identical[0]} first, counting "
+            "from 0) have the same chosen and rejected completion: they teach nothing (their loss is log 2 per "
+            "segment whatever the model). Drop them.",
+            stacklevel=3,
+        )
 
 
 def scored_completion_spans(
@@ -110,9 +155,9 @@ def check_tokenized_dataset(
         empty = np.flatnonzero(stop <= first)
         if empty.size:
             row = int(empty[0])
-            raise ValueError(
-                f"Row {row} of the {split} dataset has no `{column}` token left to score after truncation to "
-                f"max_length={max_length} (truncation_mode={truncation_mode!r}; the prompt has "
-                f"{prompt_lengths[row]} tokens, the completion {completion_lengths[row]}); {empty.size} row(s) in "
-                "all. Raise `max_length`, lower `max_prompt_length`, or drop those rows."
+            raise BadRowError(
+                split, row, f" has no `{column}` token left to score after truncation to max_length={max_length} "
+                f"(truncation_mode={truncation_mode!r}; the prompt has {prompt_lengths[row]} tokens, the completion "
+                f"{completion_lengths[row]}); {empty.size} row(s) in all. Raise `max_length`, lower "
+                "`max_prompt_length`, or drop those rows."
             )

@@ -161,6 +161,20 @@ def token_starts(token_ids: Sequence[int], tokenizer: Decoder) -> tuple[str, np.
     return text, starts, lengths
 
 
+def check_step_pattern(pattern: str) -> None:
+    """Raise `ValueError` unless `pattern` is a regular expression that cannot match the empty string (which would
+    begin a step at every character)."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"step_pattern {pattern!r} is no regular expression: {error}.") from None
+    if compiled.fullmatch("") is not None or compiled.search("") is not None:
+        raise ValueError(
+            f"step_pattern {pattern!r} matches the empty string, so it would begin a step at every character: make it "
+            r"match the text that opens a step, e.g. 'Step \d+:'."
+        )
+
+
 def step_boundaries(text: str, delimiter: str, pattern: str | None = None) -> np.ndarray:
     """Character offsets where a new step begins: after each `delimiter` (which belongs to the step it closes), or,
     with `pattern` (a regular expression), at the start of each match (which belongs to the step it opens)."""

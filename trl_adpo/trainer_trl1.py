@@ -20,7 +20,7 @@ from trl import DPOTrainer
 from trl.models import prepare_deepspeed
 
 from .config import ADPOConfig
-from .data import check_preference_dataset, check_tokenized_dataset
+from .data import BadRowError, check_preference_dataset, check_tokenized_dataset
 from .trainer_common import (
     LOSS_COLUMNS,
     REF_COLUMNS,
@@ -87,9 +87,9 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         )
         if len(dataset) < rows:
             dropped = sorted(set(range(rows)) - set(dataset[ROW_COLUMN]))
-            raise ValueError(
-                f"Row {dropped[0]} of the {dataset_name} dataset has no `chosen` token left to score after truncation "
-                f"to max_length={args.max_length} (truncation_mode={args.truncation_mode!r}): its prompt alone fills "
+            raise BadRowError(
+                dataset_name, dropped[0], f" has no `chosen` token left to score after truncation to "
+                f"max_length={args.max_length} (truncation_mode={args.truncation_mode!r}): its prompt alone fills "
                 f"max_length; {len(dropped)} row(s) in all. Raise `max_length` or drop those rows."
             )
         dataset = dataset.remove_columns(ROW_COLUMN)

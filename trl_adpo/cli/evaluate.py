@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from trl_adpo.cli.parsing import ConfigParser
 from trl_adpo.pipeline.evaluation import Evaluation, score
+from trl_adpo.pipeline.io import check_model_source
 from trl_adpo.pipeline.generation import GenerationArguments, generate, load_for_generation
 from trl_adpo.pipeline.problems import ProblemSource, load_problems
 from trl_adpo.pipeline.sampling import check_sampling
@@ -32,6 +33,7 @@ class EvaluationOutput:
 
 def run(source: ProblemSource, generation: GenerationArguments, output: EvaluationOutput) -> Evaluation:
     check_sampling(generation.n, generation.temperature)
+    check_model_source(generation.model_name_or_path, "model_name_or_path")
     if generation.model_name_or_path is None:
         raise ValueError("model_name_or_path is not set: give the model to evaluate.")
     problems, task, verifier = load_problems(source)

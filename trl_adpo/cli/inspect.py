@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trl_adpo.cli.parsing import ConfigParser
+from trl_adpo.pipeline.io import check_model_source
 from trl_adpo.report.inspector import Granularity, PairReport, inspect_pair, to_html, to_text
 
 
@@ -91,6 +92,8 @@ def run(args: InspectArguments, granularity: Granularity) -> PairReport:
 
     from trl_adpo.critical_models import CriticalTokenModels, adapter_base
 
+    for option in ("tokenizer", "policy", "reference", "positive_model", "negative_model"):
+        check_model_source(getattr(args, option), option)
     prompt, chosen, rejected = load_pair(args)
     name = args.tokenizer or args.policy
     if name is None:

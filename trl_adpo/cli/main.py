@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"trl-adpo {name}: error: {error}\n(TRL_ADPO_TRACEBACK=1 shows the traceback)", file=sys.stderr)
         return 1
+    except OSError as error:  # a model the Hub does not have or cannot be reached for, a full disk: its first line
+        if os.environ.get("TRL_ADPO_TRACEBACK"):
+            raise
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"trl-adpo {name}: error: {first_line}\n(TRL_ADPO_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

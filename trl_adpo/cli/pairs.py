@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trl_adpo.cli.parsing import ConfigParser
-from trl_adpo.pipeline.io import read_jsonl, write_jsonl
+from trl_adpo.pipeline.io import read_jsonl, row_location, write_jsonl
 from trl_adpo.pipeline.pairs import PairSummary, critical_training_samples, select_pairs
 from trl_adpo.pipeline.samples import SAMPLE_COLUMNS
 
@@ -41,7 +41,14 @@ def run(args: PairArguments) -> PairSummary:
     for row_number, row in enumerate(samples):
         missing = [column for column in ("problem_id", *SAMPLE_COLUMNS, "answer") if column not in row]
         if missing:
-            raise ValueError(f"{path}, row {row_number}: no {missing} column(s); expected what `trl-adpo sample` writes.")
+            raise ValueError(
+                f"{row_location(str(path), row_number)}: no {missing} column(s); expected what `trl-adpo sample` writes."
+            )
+        if not isinstance(row["correct"], bool):
+            raise ValueError(
+                f"{row_location(str(path), row_number)}: `correct` is {row['correct']!r}; it must be true or false "
+                "(JSON booleans), the verifier's verdict."
+            )
     pairs, summary = select_pairs(samples, args.seed)
     if not pairs:
         raise ValueError(

@@ -30,7 +30,15 @@ class ConfigParser(TrlParser):
     def check_config_keys(self, path: Path) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"--config: the file {str(path)!r} does not exist.")
-        config = yaml.safe_load(path.read_text()) or {}
+        try:
+            config = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            line = f", line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ValueError(f"{path}{line}: not valid YAML ({problem}). Fix that line.") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{path}: a config file holds `option: value` lines, not a {type(config).__name__}.")
         known = {f.name for dataclass_type in self.dataclass_types_ for f in fields(dataclass_type)} | {"env"}
         names = ", ".join(dataclass_type.__name__ for dataclass_type in self.dataclass_types_)
         for key in config:
@@ -42,7 +50,11 @@ class ConfigParser(TrlParser):
                 )
 
     def parse(self, argv: list[str]) -> tuple:
-        """The dataclasses, from `--config FILE` (YAML) and command-line flags."""
+        """The dataclasses, from `--config FILE` or `--config=FILE` (YAML) and command-line flags."""
+        argv = [part for arg in argv for part in (arg.split("=", 1) if arg.startswith("--config=") else [arg])]
         if "--config" in argv:
-            self.check_config_keys(Path(argv[argv.index("--config") + 1]))
+            position = argv.index("--config") + 1
+            if position == len(argv) or argv[position].startswith("--"):
+                raise ValueError("--config needs a file: --config run.yaml")
+            self.check_config_keys(Path(argv[position]))
         return self.parse_args_and_config(args=argv)

@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 
 from trl_adpo.cli.parsing import ConfigParser
+from trl_adpo.pipeline.io import check_model_source
 from trl_adpo.pipeline.generation import GenerationArguments, generate, load_for_generation
 from trl_adpo.pipeline.problems import ProblemSource, load_problems
 from trl_adpo.pipeline.sampling import SampleSummary, check_sampling, sample_solutions
@@ -29,6 +30,7 @@ class SampleOutput:
 
 def run(source: ProblemSource, generation: GenerationArguments, output: SampleOutput) -> SampleSummary:
     check_sampling(generation.n, generation.temperature)
+    check_model_source(generation.model_name_or_path, "model_name_or_path")
     if generation.model_name_or_path is None:
         raise ValueError("model_name_or_path is not set: give the model to sample from.")
     problems, task, verifier = load_problems(source)  # every data check before the model loads

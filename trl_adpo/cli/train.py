@@ -22,6 +22,8 @@ import os
 import shutil
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,7 +38,8 @@ from trl import ModelConfig, get_peft_config, get_quantization_config
 from trl_adpo.cli.parsing import ConfigParser
 from trl_adpo.config import SECRET_OPTIONS, ADPOConfig
 from trl_adpo.examples.arithmetic import save_quickstart
-from trl_adpo.pipeline.io import load_data
+from trl_adpo.data import BadRowError, check_preference_dataset
+from trl_adpo.pipeline.io import check_model_source, is_data_file, load_data, row_location
 from trl_adpo.report.plots import PLOT_FILE, has_metrics, plot_training_dynamics
 from trl_adpo.report.summary import eval_summary
 from trl_adpo.trainer import ADPOTrainer
@@ -152,6 +155,19 @@ def check_output_dir(script_args: ScriptArguments, training_args: ADPOConfig) ->
     state.wait_for_everyone()
 
 
+@contextmanager
+def rows_named_by_line(script_args: ScriptArguments) -> Iterator[None]:
+    """Report a bad row by its file and line (`row_location`), where the trainer knows only its number."""
+    try:
+        yield
+    except BadRowError as error:
+        source = script_args.dataset_name
+        if error.split == "eval" and script_args.eval_dataset_name is not None:
+            source = script_args.eval_dataset_name
+        split = "" if is_data_file(source) else f" ({error.split} split)"
+        raise error.located(row_location(source, error.row) + split) from None
+
+
 def check_hub_login(training_args: ADPOConfig) -> None:
     """Fail before any work if the run is to be pushed to the Hub without a token or a repository name."""
     if not training_args.push_to_hub:
@@ -237,10 +253,17 @@ def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: Mod
         save_quickstart(script_args.quickstart_dir)
     if model_args.model_name_or_path is None:
         raise ValueError("model_name_or_path is not set: give a Hub model name or a local model directory.")
+    for option in ("model_name_or_path", "ref_model_name_or_path", "positive_model", "negative_model"):
+        owner = next(c for c in (model_args, script_args, training_args) if hasattr(c, option))
+        check_model_source(getattr(owner, option), option)
     if Path(model_args.model_name_or_path).is_dir():  # saved adapters then find their base from any directory
         model_args.model_name_or_path = str(Path(model_args.model_name_or_path).resolve())
 
     train_dataset, eval_dataset = load_splits(script_args)
+    with rows_named_by_line(script_args):  # bad rows fail before the model loads
+        check_preference_dataset(train_dataset, "train")
+        if eval_dataset is not None:
+            check_preference_dataset(eval_dataset, "eval")
     if training_args.eval_strategy != "no" and eval_dataset is None:
         raise ValueError(
             f"eval_strategy={training_args.eval_strategy!r} needs evaluation data: set eval_dataset_name, give "
@@ -259,15 +282,16 @@ def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: Mod
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
-    trainer = ADPOTrainer(
-        model,
-        ref_model=ref_model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
-    )
+    with rows_named_by_line(script_args):
+        trainer = ADPOTrainer(
+            model,
+            ref_model=ref_model,
+            args=training_args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=tokenizer,
+            peft_config=get_peft_config(model_args),
+        )
     distribution = describe_distribution(trainer)
     if distribution is not None:
         trainer.accelerator.print(distribution)

@@ -33,7 +33,7 @@ from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
 
 from trl_adpo.cli.parsing import ConfigParser
 from trl_adpo.cli.train import load_model, trust_remote_code
-from trl_adpo.pipeline.io import load_data
+from trl_adpo.pipeline.io import check_model_source, load_data
 from trl_adpo.pipeline.pairs import critical_training_samples
 from trl_adpo.pipeline.samples import split_by_correctness
 
@@ -97,6 +97,7 @@ def run(script_args: CriticalTokenArguments, sft_args: SFTConfig, model_args: Mo
         raise ValueError("dataset_name is not set: give the verified samples (a file, a directory or a Hub name).")
     if model_args.model_name_or_path is None:
         raise ValueError("model_name_or_path is not set: give the policy's base model (Hub name or directory).")
+    check_model_source(model_args.model_name_or_path, "model_name_or_path")
     data = load_data(script_args.dataset_name, script_args.dataset_config, "dataset_name")
     if script_args.dataset_train_split not in data:
         raise ValueError(

@@ -1,12 +1,14 @@
 """Datasets in and out: Hub names, local dataset directories and data files, and JSON Lines written row by row.
 
-A local data file is checked before `datasets` reads it, so that an empty file or a malformed JSON line is reported
-with the file and the line number instead of a parser's traceback.
+A local data file is checked before `datasets` reads it, so that an empty file, a malformed JSON line or JSON file, or
+bytes that are not UTF-8 are reported with the file and the line number instead of a parser's traceback; rows are
+named by their line in the file where there is one (`row_location`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,7 +27,7 @@ def read_jsonl(path: str | Path, *, partial_last_line: bool = False) -> list[dic
     Raises:
         ValueError: naming the file and the line of a line that is not a JSON object.
     """
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    lines = read_text(Path(path)).splitlines()
     rows = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -45,18 +47,87 @@ def read_jsonl(path: str | Path, *, partial_last_line: bool = False) -> list[dic
     return rows
 
 
+def read_text(path: Path) -> str:
+    """The text of a UTF-8 file; `ValueError` naming the file and the line of the first byte that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}, line {line}: not UTF-8 text (byte {data[error.start]:#04x} at offset {error.start}). Save the "
+            "file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
+        ) from None
+
+
+def row_location(name: str, row: int) -> str:
+    """Where row `row` (from 0) of a dataset is, for messages: "FILE, line N" for a JSON Lines or CSV file (the Nth
+    line holding it; CSV counts its header), else "NAME, row N"."""
+    path = Path(name)
+    if path.suffix.lower() == ".jsonl" and path.is_file():
+        lines = [n for n, line in enumerate(read_text(path).splitlines(), start=1) if line.strip()]
+        if row < len(lines):
+            return f"{name}, line {lines[row]}"
+    if path.suffix.lower() == ".csv" and path.is_file():
+        return f"{name}, line {row + 2}"
+    return f"{name}, row {row}"
+
+
 def write_jsonl(rows: Iterable[dict], path: str | Path, *, append: bool = False) -> None:
     """Write `rows` as JSON Lines, one object per line."""
     with Path(path).open("a" if append else "w", encoding="utf-8") as file:
         file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
+def check_json_file(path: Path, text: str) -> None:
+    """Refuse a .json file that is neither one JSON document nor one JSON object per line, naming the line."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as document_error:
+        try:
+            read_jsonl(path)  # JSON Lines under a .json name, which `datasets` reads too
+        except ValueError:
+            raise ValueError(
+                f"{path}, line {document_error.lineno}: not valid JSON ({document_error.msg} at column "
+                f"{document_error.colno}). A .json file holds a list of rows, or one JSON object per line; fix it."
+            ) from None
+
+
 def check_data_file(path: Path, option: str) -> None:
-    """Raise naming `option` and the file if it is missing or empty, or (JSON Lines) has a malformed line."""
+    """Raise naming `option` and the file if it is missing or empty, is text that is not UTF-8, or (JSON) does not
+    parse, naming the line."""
     if not path.is_file():
         raise FileNotFoundError(f"{option}: the file {str(path)!r} does not exist (resolved to {path.resolve()}).")
-    if path.stat().st_size == 0 or (path.suffix.lower() == ".jsonl" and not read_jsonl(path)):
+    suffix = path.suffix.lower()
+    text = read_text(path) if suffix in (".jsonl", ".json", ".csv") else None
+    if path.stat().st_size == 0 or (suffix == ".jsonl" and not read_jsonl(path)):
         raise ValueError(f"{option}: the file {str(path)!r} is empty: it holds no rows to train or evaluate on.")
+    if suffix == ".json":
+        check_json_file(path, text)
+
+
+def check_model_source(name: str | None, option: str) -> None:
+    """Refuse, naming `option`, a model or tokenizer path that looks local but does not exist, before anything loads
+    (transformers would take it for a Hub name and fail on reaching the Hub). Hub names pass."""
+    if name is None or Path(name).expanduser().exists():
+        return
+    first = Path(name).parts[0] if Path(name).parts else ""
+    local = name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(first).is_dir() or "\\" in name
+    if local:
+        raise FileNotFoundError(
+            f"{option}: {name!r} does not exist (resolved to {Path(name).expanduser().resolve()}). Give a local model "
+            "directory, or a Hub model name such as 'Qwen/Qwen2.5-0.5B-Instruct'."
+        )
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = any(isinstance(try_to_load_from_cache(name, f), str) for f in ("config.json", "adapter_config.json", "tokenizer_config.json"))
+        if not cached:
+            raise FileNotFoundError(
+                f"{option}: {name!r} is no local directory (resolved to {Path(name).resolve()}) and, with "
+                "HF_HUB_OFFLINE set, no Hub model in the local cache either. Give a local model directory, or download "
+                "the model once with the network on."
+            )
 
 
 def is_data_file(name: str) -> bool:

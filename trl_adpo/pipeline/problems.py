@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .io import is_data_file, load_data
+from .io import is_data_file, load_data, row_location
 from .prompts import TASKS, Task, check_template, few_shot_prefix
 from .verifiers import Verifier, load_verifier
 
@@ -150,8 +150,9 @@ def load_problems(source: ProblemSource) -> tuple[list[Problem], Task, Verifier]
     for row_number, row in enumerate(rows):
         reference = verifier.reference(str(row[task.answer_column]))
         if reference is None:
+            where = row_location(source.dataset_name, row_number) if is_data_file(source.dataset_name) else f"{name}, row {row_number}"
             raise ValueError(
-                f"{name}, row {row_number}: the {verifier.name} verifier cannot parse the reference answer "
+                f"{where}: the {verifier.name} verifier cannot parse the reference answer "
                 f"{str(row[task.answer_column])[:120]!r} in column {task.answer_column!r}. Fix the row, or choose "
                 "the verifier that matches this dataset."
             )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datasets import Dataset
 
+from .io import row_location
+
 SAMPLE_COLUMNS = ("prompt", "completion", "correct")
 
 
@@ -32,7 +34,7 @@ def split_by_correctness(dataset: Dataset, name: str) -> tuple[Dataset, Dataset]
         bad = next((row for row, flag in enumerate(flags) if not isinstance(flag, bool)), None)
         if bad is not None:
             raise ValueError(
-                f"{name}, row {bad}: `correct` is {flags[bad]!r}; it must be true or false (JSON booleans)."
+                f"{row_location(name, bad)}: `correct` is {flags[bad]!r}; it must be true or false (JSON booleans)."
             )
         pairs = dataset.select_columns(["prompt", "completion"])
         correct = pairs.select([row for row, flag in enumerate(flags) if flag])

@@ -14,7 +14,6 @@ self-contained page.
 from __future__ import annotations
 
 import html
-import re
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ import torch
 
 from ..data import scored_completion_spans
 from ..objective import adpo_loss
-from ..segmentation import FAMILIES, check_granularity, segment_ids, token_starts
+from ..segmentation import FAMILIES, check_granularity, check_step_pattern, segment_ids, token_starts
 
 SIDES = ("chosen", "rejected")
 
@@ -41,10 +40,7 @@ class Granularity:
     def __post_init__(self):
         check_granularity(self.granularity, self.window_size, self.num_segments, (*FAMILIES, "step"))
         if self.step_pattern is not None:
-            try:
-                re.compile(self.step_pattern)
-            except re.error as error:
-                raise ValueError(f"step_pattern {self.step_pattern!r} is no regular expression: {error}.") from None
+            check_step_pattern(self.step_pattern)
         if not self.step_delimiter:
             raise ValueError("step_delimiter must be a non-empty string, e.g. '\\n' or ';'.")
 

@@ -31,7 +31,13 @@ def log_history(run_dir: Path) -> list[dict]:
             f"{run_dir} has no trainer_state.json: give the output_dir of a finished run (trl-adpo train saves the "
             "state at the end) or one of its checkpoint directories."
         )
-    return json.loads(state.read_text())["log_history"]
+    try:
+        return json.loads(state.read_text())["log_history"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{state}: not a trainer state Trainer wrote ({type(error).__name__}: {error}); the file is damaged. Plot "
+            "the run from one of its checkpoints' trainer_state.json, or train it again."
+        ) from None
 
 
 def has_metrics(history: list[dict]) -> bool:
