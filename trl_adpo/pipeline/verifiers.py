@@ -1,18 +1,24 @@
 """Verifiers: is a completion's final answer the reference answer?
 
-A `Verifier` parses a dataset's reference answer, extracts a completion's final answer, and compares the two after
-normalising both. Built in (`VERIFIERS`):
+A `Verifier` parses a dataset's reference answer, extracts a completion's final answer, and compares the two. Built
+in (`VERIFIERS`):
 
-- ``gsm8k``: the reference is the number after ``####``. A completion's answer is the number after its last "The
-  answer is" (or "####"), else its last number. Commas, a ``$``, a trailing ``.`` and a trailing ``%`` are ignored;
-  numbers are equal when their values are (``18``, ``18.0`` and ``18.00`` are equal; ``18.5`` and ``18`` are not).
+- ``gsm8k``: the reference is the number after ``####``. A completion's answer is the number of its last stated
+  answer (``#### N``, "The answer is N", "Final answer: N", "Answer: N", ``\\boxed{N}``), read after markdown
+  emphasis and headers (``**72**``), ``$`` signs and ``\\text{}`` are removed, and with a unit after it ("12 apples",
+  "5 hours and 30 minutes", read as 5.5); with no stated answer, the last number of the completion. Commas, a
+  ``$``, a trailing ``.`` and ``%`` are ignored; numbers are equal when their values are (``18``, ``18.0``,
+  ``1.8e1``); ``18.5`` and ``18`` are not.
 - ``math``: the reference is the content of the last ``\\boxed{...}`` of a solution, or the answer text itself; a
-  completion's answer is the content of its last ``\\boxed{...}`` (nested braces handled; ``\\fbox`` too). Both are
-  compared after removing spaces, ``\\left``/``\\right``, ``\\!``, ``\\,``, ``$`` and a trailing ``.``, reading
-  ``\\dfrac``/``\\tfrac`` as ``\\frac``, ``\\frac12`` as ``\\frac{1}{2}``, and dropping trailing degrees
-  (``^\\circ``, ``^{\\circ}``) and a trailing ``\\text{...}`` or ``\\mbox{...}`` unit. Not equal: different forms of
-  one value (``0.5`` and ``\\frac{1}{2}``, ``\\frac{2}{4}`` and ``\\frac{1}{2}``, ``x=5`` and ``5``), and
-  reorderings (``1,2`` and ``2,1``).
+  completion's answer is the content of its last ``\\boxed{...}`` (or ``\\fbox``, nested braces handled). Both go to
+  Hugging Face's math-verify (the grader of TRL's accuracy reward: LaTeX parsed to sympy, compared symbolically and
+  numerically), so equal values in other forms match (``\\frac{1}{2}`` and ``0.5``, ``1,000`` and ``1000``,
+  ``\\sqrt2`` and ``\\sqrt{2}``, ``10\\%`` and ``10``, ``x=5`` and ``5``, ``1,2`` and ``2,1`` as sets, units dropped)
+  and different values, texts or letters do not (``\\text{odd}`` and ``\\text{even}``, ``(A)`` and ``(C)``, an open
+  interval and a closed one). This project's own rules, where math-verify alone is weaker: the last boxed answer is
+  the one graded (MATH's convention); ``\\$`` currency signs are removed before parsing (math-verify reads ``\\$18.90``
+  as nothing); an answer of more than `MAX_MATH_ANSWER` characters is wrong without being parsed, and parsing and
+  comparing stop after `MATH_TIMEOUT` seconds, so that a pathological completion never hangs `evaluate` or `pairs`.
 - ``arithmetic``: the offline chained-arithmetic task (`trl_adpo.examples.arithmetic`): the digit after the first
   ``answer``.
 
@@ -24,11 +30,13 @@ stripped completion.
 from __future__ import annotations
 
 import importlib
+import logging
 import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -55,8 +63,14 @@ class Verifier:
 
 # --- GSM8K --------------------------------------------------------------------------------------------------------
 
-NUMBER = re.compile(r"-?\$?\s?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-ANSWER_IS = re.compile(r"(?:the (?:final )?answer is|####)\s*:?\s*(-?\$?\s?[\d.,]+)", re.IGNORECASE)
+NUMBER = r"-?\$?\s?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?"
+NUMBERS = re.compile(NUMBER)
+HOURS_AND_MINUTES = re.compile(rf"({NUMBER})\s*hours?,?\s*(?:and\s*)?({NUMBER})\s*minutes?", re.IGNORECASE)
+STATED = re.compile(
+    rf"(?:####|\bthe\s+(?:final\s+)?answer\s+is|\b(?:final\s+)?answer\s*[:=]|\\boxed\{{)\s*:?\s*({NUMBER})",
+    re.IGNORECASE,
+)
+MARKUP = re.compile(r"\*\*|__|`|^#{1,3}(?=\s)|\\text\{|\\textbf\{|\\\(|\\\)|\\\[|\\\]", re.MULTILINE)
 
 
 def normalise_number(text: str) -> str | None:
@@ -77,16 +91,33 @@ def gsm8k_reference(text: str) -> str | None:
     return normalise_number(text.split("####")[-1])
 
 
+def stated_number(text: str, start: int) -> str | None:
+    """The number at `start` of `text`, read as hours when "H hours and M minutes" follows from there."""
+    compound = HOURS_AND_MINUTES.match(text, start)
+    if compound:
+        hours, minutes = (Decimal(normalise_number(group)) for group in compound.groups())
+        return normalise_number(str(hours + minutes / 60))
+    return normalise_number(NUMBERS.match(text, start).group(0))
+
+
 def gsm8k_answer(completion: str) -> str | None:
-    """The number after the last "The answer is" (or ``####``), else the last number of the completion."""
-    stated = ANSWER_IS.findall(completion)
+    """The number of the last stated answer (see the module docstring), else the last number of the completion."""
+    text = MARKUP.sub("", completion).replace("\\$", "$")
+    stated = list(STATED.finditer(text))
     if stated:
-        return normalise_number(stated[-1])
-    numbers = NUMBER.findall(completion)
-    return normalise_number(numbers[-1]) if numbers else None
+        return stated_number(text, stated[-1].start(1))
+    numbers = list(NUMBERS.finditer(text))
+    return stated_number(text, numbers[-1].start()) if numbers else None
 
 
 # --- MATH ---------------------------------------------------------------------------------------------------------
+
+MAX_MATH_ANSWER = 500
+"""Characters of a MATH answer beyond which it is judged wrong without being parsed."""
+MATH_TIMEOUT = 2
+"""Seconds math-verify may spend parsing one answer, and comparing two (its own timeouts, in the main thread)."""
+# math-verify logs every timed-out expression, whole, as a warning: noise that can run to thousands of characters
+logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 
 def last_boxed(text: str) -> str | None:
@@ -109,32 +140,41 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-UNIT = re.compile(r"\\(?:text|mbox|mathrm)\{[^{}]*\}$")
-SHORT_FRACTION = re.compile(r"\\frac(\d)(\d)")
-SHORT_FRACTION_DENOMINATOR = re.compile(r"\\frac\{([^{}]*)\}(\d)")
+def latex_answer(text: str) -> str:
+    """An answer's LaTeX for math-verify: stripped, without ``$`` delimiters and ``\\$`` currency signs."""
+    return text.replace("\\$", "").replace("$", "").strip()
 
 
-def normalise_latex(text: str) -> str:
-    """A LaTeX answer with the spacing and notation differences listed in the module docstring removed."""
-    text = text.strip()
-    for old, new in (("\\left", ""), ("\\right", ""), ("\\!", ""), ("\\,", ""), ("\\;", ""), ("$", ""),
-                     ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("^{\\circ}", ""), ("^\\circ", "")):
-        text = text.replace(old, new)
-    text = re.sub(r"\s+", "", text).rstrip(".")
-    text = UNIT.sub("", text)
-    text = SHORT_FRACTION.sub(r"\\frac{\1}{\2}", text)
-    return SHORT_FRACTION_DENOMINATOR.sub(r"\\frac{\1}{\2}", text)
+@lru_cache(maxsize=65536)
+def parsed_math(answer: str) -> tuple:
+    """math-verify's reading of a LaTeX answer (sympy objects and the text); empty when it cannot be parsed."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    if not answer or len(answer) > MAX_MATH_ANSWER:
+        return ()
+    return tuple(parse(f"${answer}$", [LatexExtractionConfig(), ExprExtractionConfig()], parsing_timeout=MATH_TIMEOUT))
 
 
 def math_reference(text: str) -> str | None:
-    """The content of the last ``\\boxed{...}`` of a solution, or the answer text itself."""
+    """The content of the last ``\\boxed{...}`` of a solution, or the answer text itself; None if math-verify cannot
+    read it as mathematics (an empty or all-markup answer, a broken expression)."""
     boxed = last_boxed(text) if "\\boxed" in text or "\\fbox" in text else text
-    return normalise_latex(boxed) if boxed is not None and boxed.strip() else None
+    answer = latex_answer(boxed) if boxed is not None else ""
+    readings = [value for value in parsed_math(answer) if not isinstance(value, str) and str(value).strip()]
+    return answer if readings else None
 
 
 def math_answer(completion: str) -> str | None:
     boxed = last_boxed(completion)
-    return normalise_latex(boxed) if boxed is not None else None
+    return latex_answer(boxed) or None if boxed is not None else None
+
+
+def math_same(answer: str, reference: str) -> bool:
+    """Whether math-verify judges `answer` equal to `reference` (both as `math_answer` / `math_reference` give them)."""
+    from math_verify import verify
+
+    target, gold = parsed_math(answer), parsed_math(reference)
+    return bool(target and gold) and verify(list(gold), list(target), timeout_seconds=MATH_TIMEOUT)
 
 
 # --- the arithmetic task ------------------------------------------------------------------------------------------
@@ -154,7 +194,7 @@ def arithmetic_answer(completion: str) -> str | None:
 
 VERIFIERS = {
     "gsm8k": Verifier("gsm8k", gsm8k_reference, gsm8k_answer),
-    "math": Verifier("math", math_reference, math_answer),
+    "math": Verifier("math", math_reference, math_answer, math_same),
     "arithmetic": Verifier("arithmetic", arithmetic_reference, arithmetic_answer),
 }
 
