@@ -158,6 +158,15 @@ def test_arithmetic_answers():
     assert ARITHMETIC.reference("12") is None and ARITHMETIC.reference(7) == "7"
 
 
+def test_arithmetic_steps_checks_every_step_not_only_the_answer():
+    steps = VERIFIERS["arithmetic_steps"]
+    reference = steps.reference("c = 7 + 5 = 2 ; d = 2 * 7 = 4 ; answer 4")
+    assert steps.is_correct("c = 7 + 5 = 2 ;  d = 2 * 7 = 4 ; answer 4 <eos> more", reference)  # spacing, text after
+    assert not steps.is_correct("c = 7 + 5 = 3 ; d = 3 * 7 = 4 ; answer 4", reference)  # the right digit by chance
+    assert ARITHMETIC.is_correct("c = 7 + 5 = 3 ; d = 3 * 7 = 4 ; answer 4", "4")  # which the answer alone accepts
+    assert steps.reference("no answer here") is None
+
+
 def shout(completion: str, reference: str) -> bool:
     return completion.upper() == reference.upper()
 
@@ -175,7 +184,7 @@ def test_a_users_verifier_by_module_and_name():
 @pytest.mark.parametrize(
     "name,message",
     [
-        ("gsm9k", r"verifier 'gsm9k' is unknown: use one of \['arithmetic', 'gsm8k', 'math'\]"),
+        ("gsm9k", r"verifier 'gsm9k' is unknown: use one of \['arithmetic', 'arithmetic_steps', 'gsm8k', 'math'\]"),
         ("no_such_module:f", r"verifier 'no_such_module:f': cannot import 'f'"),
         ("test_verifiers:GSM8K_NOT_HERE", "cannot import 'GSM8K_NOT_HERE'"),
         ("test_verifiers:ARITHMETIC_ANSWERS", "is a tuple: give a Verifier or a function"),

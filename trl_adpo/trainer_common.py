@@ -414,10 +414,11 @@ class ADPOTrainerMixin:
             for column, value, mask in zip(columns, values, masks):
                 rows[column] += gather_rows(self.accelerator, value, mask)
         shares = self.accelerator.gather(torch.tensor([computed_here], device=self.accelerator.device)).tolist()
-        self.accelerator.print(
-            f"{description}: {len(rows[columns[0]])} rows, computed by {len(shares)} process(es) in shares of "
-            f"{shares} (the last batch padded to an even split)"
-        )
+        if len(shares) > 1:
+            self.accelerator.print(
+                f"{description}: {len(rows[columns[0]])} rows, computed by {len(shares)} processes in shares of "
+                f"{shares} (the last batch padded to an even split)"
+            )
         for column in columns:
             dataset = dataset.add_column(column, rows[column])
         return dataset

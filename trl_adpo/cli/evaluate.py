@@ -28,7 +28,7 @@ from trl_adpo.pipeline.sampling import check_sampling
 
 @dataclass
 class EvaluationOutput:
-    output: str = field(default="evaluation.json", metadata={"help": "The JSON file of per-problem results."})
+    output: str = field(default="outputs/evaluation.json", metadata={"help": "The JSON file of per-problem results."})
 
 
 def run(source: ProblemSource, generation: GenerationArguments, output: EvaluationOutput) -> Evaluation:

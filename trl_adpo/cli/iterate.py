@@ -2,8 +2,8 @@
 RPO (Pang et al. 2024, arXiv 2404.19733) with ADPO (+ NLL) as the preference loss.
 
 ```bash
-trl-adpo iterate --config configs/iterate_walkthrough.yaml
-trl-adpo iterate --config configs/iterate_walkthrough.yaml --rounds 3     # one more round after a finished run
+trl-adpo iterate --config configs/walkthrough/iterate.yaml
+trl-adpo iterate --config configs/walkthrough/iterate.yaml --rounds 3     # one more round after a finished run
 ```
 
 Round r samples from the round r - 1 policy (`trl-adpo sample`), builds verified pairs (`trl-adpo pairs`), trains
@@ -37,6 +37,7 @@ from pathlib import Path
 
 import yaml
 
+from trl_adpo.cli.parsing import plain_help
 from trl_adpo.critical_models import adapter_base
 from trl_adpo.pipeline.rounds import (
     PLOT_FILE,
@@ -231,8 +232,7 @@ def run(config: dict, config_name: str = "the iterate config") -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="trl-adpo iterate", description=__doc__.split("```")[0].strip(), formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Example: trl-adpo iterate --config configs/iterate_walkthrough.yaml",
+        prog="trl-adpo iterate", description=plain_help(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", required=True, type=Path, help="the iterate YAML file")
     parser.add_argument("--rounds", type=int, help="the number of rounds (overrides the file's; more continue a run)")

@@ -45,6 +45,12 @@ def quiet_third_party_noise() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
         lambda record: "kernels" not in record.getMessage()
     )
+    # DeepSpeed, once installed, says on every import that it found no GPU
+    logging.getLogger("DeepSpeed").addFilter(lambda record: "Setting accelerator to CPU" not in record.getMessage())
+    # bars of steps that take a moment (tokenizing a small dataset, loading weights): Trainer's own bar stays
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 def usage() -> str:

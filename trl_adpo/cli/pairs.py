@@ -23,7 +23,7 @@ from trl_adpo.pipeline.samples import SAMPLE_COLUMNS
 @dataclass
 class PairArguments:
     samples: str | None = field(default=None, metadata={"help": "Verified samples (what `trl-adpo sample` writes)."})
-    output: str = field(default="pairs.jsonl", metadata={"help": "The preference pairs, as JSON Lines."})
+    output: str = field(default="outputs/pairs.jsonl", metadata={"help": "The preference pairs, as JSON Lines."})
     critical_samples: str | None = field(
         default=None,
         metadata={"help": "Also write the critical-token models' training rows (cDPO's selection) to this file."},

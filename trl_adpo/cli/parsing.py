@@ -11,6 +11,11 @@ import yaml
 from trl import TrlParser
 
 
+def plain_help(docstring: str) -> str:
+    """A module docstring for `--help`: the Markdown code fences left out."""
+    return "\n".join(line for line in docstring.strip().splitlines() if not line.startswith("```"))
+
+
 class ConfigParser(TrlParser):
     """`TrlParser` over `dataclass_types` for the command `prog`, with command-specific `defaults`.
 
@@ -20,12 +25,22 @@ class ConfigParser(TrlParser):
     """
 
     def __init__(self, dataclass_types: tuple[type, ...], prog: str, **defaults):
-        super().__init__(dataclass_types, prog=prog)
+        super().__init__(dataclass_types, prog=prog, usage=f"{prog} [--config FILE.yaml] [--option value ...]")
         self.dataclass_types_ = dataclass_types
         self.set_defaults(**defaults)
         for action in self._actions:  # some TRL help texts hold a bare '%', which breaks argparse's --help
             if action.help:
                 action.help = re.sub(r"%(?![%(])", "%%", action.help)
+
+    def group_options(self, groups: list[tuple[str, list[str]]], rest: str) -> None:
+        """Show the options in `--help` under headings, in this order: each group's named options, then every other
+        option under `rest` (argparse lists them in one block otherwise)."""
+        optionals = self._optionals._group_actions
+        for title, names in [*groups, (rest, None)]:
+            group = self.add_argument_group(title)
+            moved = [a for a in optionals if a.dest != "help" and (names is None or a.dest in names)]
+            group._group_actions.extend(moved)
+            optionals[:] = [a for a in optionals if a not in moved]
 
     def check_config_keys(self, path: Path) -> None:
         if not path.is_file():

@@ -2,7 +2,7 @@
 
 ```bash
 trl-adpo plot outputs/quickstart-adpo                       # outputs/quickstart-adpo/training_dynamics.png
-trl-adpo plot runs/dpo runs/adpo --labels DPO ADPO --output dpo_vs_adpo.png
+trl-adpo plot outputs/quickstart-dpo outputs/quickstart-adpo --labels DPO ADPO --output outputs/dpo_vs_adpo.png
 ```
 
 Reads each run's `trainer_state.json` (the run's output_dir, or a checkpoint directory); a second run is drawn on the
@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from trl_adpo.cli.parsing import plain_help
 from trl_adpo.report.plots import PLOT_FILE, plot_training_dynamics
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="trl-adpo plot", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="trl-adpo plot", description=plain_help(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="one run, or two to compare")
     parser.add_argument("--labels", nargs="+", help="a name for each run in the legend (default: the directory names)")

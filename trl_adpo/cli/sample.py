@@ -25,7 +25,7 @@ from trl_adpo.pipeline.sampling import SampleSummary, check_sampling, sample_sol
 
 @dataclass
 class SampleOutput:
-    output: str = field(default="samples.jsonl", metadata={"help": "The JSON Lines file of verified samples."})
+    output: str = field(default="outputs/samples.jsonl", metadata={"help": "The JSON Lines file of verified samples."})
 
 
 def run(source: ProblemSource, generation: GenerationArguments, output: SampleOutput) -> SampleSummary:

@@ -24,7 +24,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -41,6 +41,7 @@ from trl_adpo.examples.arithmetic import save_quickstart
 from trl_adpo.data import BadRowError, check_preference_dataset
 from trl_adpo.pipeline.io import check_model_source, is_data_file, load_data, row_location
 from trl_adpo.report.plots import PLOT_FILE, has_metrics, plot_training_dynamics
+from trl_adpo.report.progress import use_compact_progress
 from trl_adpo.report.summary import eval_summary
 from trl_adpo.trainer import ADPOTrainer
 
@@ -292,12 +293,15 @@ def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: Mod
             processing_class=tokenizer,
             peft_config=get_peft_config(model_args),
         )
+    use_compact_progress(trainer)
     distribution = describe_distribution(trainer)
     if distribution is not None:
         trainer.accelerator.print(distribution)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    if eval_dataset is not None:
-        trainer.save_metrics("eval", trainer.evaluate())
+    if eval_dataset is not None:  # the final evaluation, unless the run just made it
+        last = next((entry for entry in reversed(trainer.state.log_history) if "eval_loss" in entry), None)
+        final = last is not None and last.get("step") == trainer.state.global_step
+        trainer.save_metrics("eval", last if final else trainer.evaluate())
     trainer.save_state()  # trainer_state.json: the log history of the run
 
     output_dir = Path(training_args.output_dir)
@@ -329,7 +333,20 @@ DATACLASSES = (ScriptArguments, ADPOConfig, ModelConfig)
 
 
 def make_parser() -> ConfigParser:
-    return ConfigParser(DATACLASSES, prog="trl-adpo train")
+    """The options of ScriptArguments, ADPOConfig and ModelConfig; `--help` shows ADPO's own first."""
+    from trl import DPOConfig
+
+    parser = ConfigParser(DATACLASSES, prog="trl-adpo train")
+    inherited = {f.name for f in fields(DPOConfig)}
+    parser.group_options(
+        [
+            ("ADPO options (trl_adpo's ADPOConfig)", [f.name for f in fields(ADPOConfig) if f.name not in inherited]),
+            ("data and run options", [f.name for f in fields(ScriptArguments)]),
+            ("model options (TRL's ModelConfig: LoRA, 4-bit...)", [f.name for f in fields(ModelConfig)]),
+        ],
+        rest="DPO and Trainer options (TRL's DPOConfig, transformers' TrainingArguments)",
+    )
+    return parser
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, ADPOConfig, ModelConfig]:
@@ -339,6 +356,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, ADPOConf
 
 def main(argv: list[str] | None = None) -> None:
     trainer = run(*parse_args(argv))
-    # ends the trackers and, in a distributed run, the process group: without it, a process of a DeepSpeed ZeRO-3 run
-    # on the CPU could abort at exit ("terminate called without an active exception") after everything was saved
-    trainer.accelerator.end_training()
+    processes = trainer.accelerator.num_processes
+    trainer.accelerator.end_training()  # ends the trackers and, in a distributed run, the process group
+    if processes > 1:
+        # Everything is saved and the process group is gone. A process of a DeepSpeed ZeRO-3 run (2 CPU processes,
+        # gloo) aborted about one exit in ten in Python's finalization, after all of this ("terminate called without
+        # an active exception": a C++ object of the distributed stack destroyed there, with no Python frame left on
+        # any thread), and the launcher then failed the whole run. Leave without that finalization.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -36,6 +36,7 @@ from trl_adpo.cli.train import load_model, trust_remote_code
 from trl_adpo.pipeline.io import check_model_source, load_data
 from trl_adpo.pipeline.pairs import critical_training_samples
 from trl_adpo.pipeline.samples import split_by_correctness
+from trl_adpo.report.progress import use_compact_progress
 
 CRITICAL_MODEL_DEFAULTS = dict(
     use_peft=True,
@@ -126,6 +127,7 @@ def run(script_args: CriticalTokenArguments, sft_args: SFTConfig, model_args: Mo
             processing_class=tokenizer,
             peft_config=get_peft_config(model_args),
         )
+        use_compact_progress(trainer)
         trainer.train()
         trainer.save_model(args.output_dir)
         written[side] = Path(args.output_dir)

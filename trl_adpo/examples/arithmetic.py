@@ -188,5 +188,8 @@ def save_quickstart(directory: str | Path) -> Path:
 if __name__ == "__main__":  # python -m trl_adpo.examples.arithmetic DIRECTORY: the walk-through's model and problems
     import sys
 
+    from trl_adpo.cli.main import quiet_third_party_noise
+
+    quiet_third_party_noise()
     built = save_walkthrough(sys.argv[1] if len(sys.argv) > 1 else ".walkthrough")
     print(f"The walk-through's SFT model and problems are in {built.resolve()}")

@@ -74,7 +74,8 @@ def row_location(name: str, row: int) -> str:
 
 
 def write_jsonl(rows: Iterable[dict], path: str | Path, *, append: bool = False) -> None:
-    """Write `rows` as JSON Lines, one object per line."""
+    """Write `rows` as JSON Lines, one object per line (the file's directory is made if need be)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with Path(path).open("a" if append else "w", encoding="utf-8") as file:
         file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 

@@ -20,7 +20,9 @@ in (`VERIFIERS`):
   as nothing); an answer of more than `MAX_MATH_ANSWER` characters is wrong without being parsed, and parsing and
   comparing stop after `MATH_TIMEOUT` seconds, so that a pathological completion never hangs `evaluate` or `pairs`.
 - ``arithmetic``: the offline chained-arithmetic task (`trl_adpo.examples.arithmetic`): the digit after the first
-  ``answer``.
+  ``answer``. A wrong chain ends on the right digit one time in ten by chance, so ``arithmetic_steps`` checks every
+  step instead: the reference is the worked solution (the problems' ``solution`` column), and a completion is correct
+  when its steps up to ``answer D`` are the same.
 
 Your own: name ``module:attribute`` (`load_verifier`), where the attribute is a `Verifier` or a function
 ``(completion, reference) -> bool``; a function's "final answer", which cDPO's pair selection groups by, is the whole
@@ -192,10 +194,17 @@ def arithmetic_answer(completion: str) -> str | None:
     return match.group(1) if match else None
 
 
+def arithmetic_solution(text: str) -> str | None:
+    """A worked solution up to and including its first ``answer D``, spacing normalised; None if it has none."""
+    match = ARITHMETIC_ANSWER.search(str(text))
+    return " ".join(str(text)[: match.end()].split()) if match else None
+
+
 VERIFIERS = {
     "gsm8k": Verifier("gsm8k", gsm8k_reference, gsm8k_answer),
     "math": Verifier("math", math_reference, math_answer, math_same),
     "arithmetic": Verifier("arithmetic", arithmetic_reference, arithmetic_answer),
+    "arithmetic_steps": Verifier("arithmetic_steps", arithmetic_solution, arithmetic_solution),
 }
 
 
