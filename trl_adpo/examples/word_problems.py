@@ -57,7 +57,7 @@ def word_problem_rows(count: int, seed: int, operations: tuple[int, ...] = (1,))
     return [word_problem(rng, rng.choice(operations)) for _ in range(count)]
 
 
-def save_word_problems(directory: str | Path, train: int = 256, heldout: int = 200) -> Path:
+def save_word_problems(directory: str | Path, train: int = 256, heldout: int = 500) -> Path:
     """Write `problems.jsonl` (to sample pairs from) and `heldout.jsonl` (other problems, to evaluate on)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
