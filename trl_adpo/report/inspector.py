@@ -337,7 +337,8 @@ def to_html(report: PairReport) -> str:
     scale = max(values, default=0.0)
     scored = report.loss is not None
     shares = {key: gradient_shares(report, key) for key in ("gradients", "dpo_gradients")} if scored else {}
-    share_scale = max((v for by_side in shares.values() for side in by_side.values() for v in side), default=0.0)
+    tokens = len(report.chosen.tokens) + len(report.rejected.tokens)
+    share_scale = 2.0 / tokens  # twice an even share is full green: an even spread shows half-tinted
     blocks = []
     for name in SIDES:
         side = getattr(report, name)
@@ -381,7 +382,7 @@ def to_html(report: PairReport) -> str:
         summary = "No models given: the segments only."
     legend = ('<span style="background:rgb(105,105,255)">log-ratio &gt; 0</span>'
               '<span style="background:rgb(255,105,105)">log-ratio &lt; 0</span>'
-              '<span style="background:rgb(85,195,85)">large share of the gradient</span>' if scale > 0 else
+              '<span style="background:rgb(85,195,85)">twice an even share of the gradient, or more</span>' if scale > 0 else
               '<span style="background:#eef3fb">even segment</span><span style="background:#fbf3e6">odd segment</span>')
     legend += (" A bar and a number mark the first token of each segment; a red frame and &#9660; the first token where "
                "the completions differ; hover a token for its values.")
