@@ -1,4 +1,5 @@
-"""The reasoning benchmark's --quick smoke run goes through every stage and writes its report."""
+"""The reasoning benchmark's --quick smoke run goes through every stage (SFT, sampling, critical-token models, two
+rounds of `trl-adpo iterate` per method) and writes its report."""
 
 from __future__ import annotations
 
@@ -23,12 +24,14 @@ def test_quick_run_writes_the_table_the_plot_and_the_raw_results(tmp_path):
     assert "| SFT (start) |" in table
     for method in METHODS:
         assert f"| {method} |" in table, method
-    for plot in ("training_dynamics.png", "accuracy.png"):
+    for plot in ("training_dynamics.png", "accuracy.png", "accuracy_per_round.png"):
         assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     raw = json.loads((tmp_path / "results.json").read_text())
     assert set(raw["methods"]) == set(METHODS)
+    rounds = raw["settings"]["rounds"]
     for runs in raw["methods"].values():
         assert all(0 <= run["accuracy"] <= 1 and run["curve"] for run in runs)
         assert all(len(run["verdicts"]) == raw["settings"]["heldout_problems"] for run in runs)
-    assert set(raw["differences"]) == set(METHODS) - {"DPO"}
-    assert all(d["low"] <= d["mean"] <= d["high"] for d in raw["differences"].values())
+        assert all(len(run["per_round"]) == rounds and run["per_round"][-1] == run["accuracy"] for run in runs)
+    assert set(raw["differences"]) == set(METHODS) - {"DPO"} and set(raw["versus_sft"]) == set(METHODS)
+    assert all(d["low"] <= d["mean"] <= d["high"] for d in [*raw["differences"].values(), *raw["versus_sft"].values()])

@@ -15,7 +15,6 @@ problems, several training seeds, 500 held-out problems. Every step is a `trl-ad
 from __future__ import annotations
 
 import json
-import math
 import shlex
 import shutil
 import subprocess
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from trl_adpo.pipeline.evaluation import paired_difference, wilson_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -65,23 +66,10 @@ def run(command: str) -> float:
     return time.perf_counter() - start
 
 
-def wilson(correct: int, total: int) -> tuple[float, float]:
-    z = 1.96
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return centre - half, centre + half
-
-
-def paired(a: np.ndarray, b: np.ndarray, resamples: int = 4000) -> dict:
-    """Mean of a - b over seeds and problems ((seeds, problems) 0/1 arrays), a 95% bootstrap interval resampling
-    both, and the (seed, problem) cells that flip each way."""
-    difference = a.astype(float) - b.astype(float)
-    rng = np.random.default_rng(0)
-    seeds, problems = difference.shape
-    draws = [difference[rng.integers(0, seeds, seeds)][:, rng.integers(0, problems, problems)].mean() for _ in range(resamples)]
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return {"mean": float(difference.mean()), "low": float(low), "high": float(high),
+def paired(a: np.ndarray, b: np.ndarray) -> dict:
+    """`paired_difference` of a and b, and the (seed, problem) cells that flip each way."""
+    difference = a.astype(int) - b.astype(int)
+    return {**paired_difference(a, b, 4000, np.random.default_rng(0)),
             "gained": int((difference > 0).sum()), "lost": int((difference < 0).sum())}
 
 
@@ -100,7 +88,7 @@ def report(times: list[float]) -> str:
     table = ["| model | greedy accuracy, mean over seeds | per seed | 95% interval (all seeds' verdicts) |",
              "|---|---|---|---|"]
     for name, v in rows:
-        low, high = wilson(int(v.sum()), v.size)
+        low, high = wilson_interval(int(v.sum()), v.size)
         per_seed = ", ".join(f"{100 * s.mean():.1f}%" for s in v)
         table.append(f"| {name} | {100 * v.mean():.1f}% | {per_seed} | {100 * low:.1f}% - {100 * high:.1f}% |")
     adpo_vs_dpo = paired(by_method["ADPO m=256"], by_method["DPO"])

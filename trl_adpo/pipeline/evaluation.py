@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+
+import numpy as np
 from dataclasses import dataclass, field
 
 from .problems import Problem
@@ -24,6 +26,20 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, resamples: int, rng: np.random.Generator) -> dict:
+    """The mean of `a - b` over seeds and problems (two ``(seeds, problems)`` arrays of 0/1 verdicts of the same
+    problems), with a 95% bootstrap interval that resamples seeds and problems: the same draws for both, so that the
+    difference is paired."""
+    difference = a.astype(float) - b.astype(float)
+    seeds, problems = difference.shape
+    draws = [
+        difference[rng.integers(0, seeds, seeds)][:, rng.integers(0, problems, problems)].mean()
+        for _ in range(resamples)
+    ]
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return {"mean": float(difference.mean()), "low": float(low), "high": float(high)}
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
