@@ -257,6 +257,15 @@ class ADPOTrainerMixin:
                 "`output_router_logits=False` in the model config (TRL 0.28) or `router_aux_loss_coef=0` (TRL 1.x)."
             )
 
+    @classmethod
+    def tokenize_dataset(cls, dataset: Dataset, processing_class, args: ADPOConfig, name: str = "inspected") -> Dataset:
+        """`dataset` checked, tokenized and cut into steps exactly as the trainer prepares its data, without a model
+        (what `trl-adpo inspect` scores)."""
+        trainer = cls.__new__(cls)  # the preparation reads no other state of the trainer than these two
+        trainer._tokenizer = getattr(processing_class, "tokenizer", processing_class)  # TRL 1.x's
+        trainer.is_vision_model = False  # TRL 0.28's
+        return trainer._prepare_dataset(dataset, processing_class, args, name)
+
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         """`Trainer.train`, resuming from the newest complete checkpoint when the one named was cut short."""
         checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)

@@ -60,14 +60,6 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         self.data_collator = PerTokenCollator(self.data_collator)
         self._add_critical_token_weights()
 
-    @classmethod
-    def tokenize_dataset(cls, dataset: Dataset, processing_class, args: ADPOConfig, name: str = "inspected") -> Dataset:
-        """`dataset` checked, tokenized and cut into steps exactly as the trainer prepares its data, without a model
-        (what `trl-adpo inspect` scores)."""
-        trainer = cls.__new__(cls)  # `_prepare_dataset` reads no other state of the trainer
-        trainer.is_vision_model = False
-        return trainer._prepare_dataset(dataset, processing_class, args, name)
-
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         dataset = without_per_token_columns(dataset, dataset_name)
         if isinstance(dataset, Dataset):

@@ -64,14 +64,6 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         self.data_collator = PerTokenCollator(self.data_collator)
         self._add_critical_token_weights()
 
-    @classmethod
-    def tokenize_dataset(cls, dataset: Dataset, processing_class, args: ADPOConfig, name: str = "inspected") -> Dataset:
-        """`dataset` checked, tokenized and cut into steps exactly as the trainer prepares its data, without a model
-        (what `trl-adpo inspect` scores)."""
-        trainer = cls.__new__(cls)  # `_prepare_dataset` reads no other state of the trainer
-        trainer._tokenizer = getattr(processing_class, "tokenizer", processing_class)
-        return trainer._prepare_dataset(dataset, processing_class, args, name)
-
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         """TRL's preparation, between the checks of the raw rows and of the tokenized ones.
 

@@ -46,6 +46,7 @@ from trl_adpo.cli import sample as sample_cli
 from trl_adpo.cli import train_critical as critical_cli
 from trl_adpo.examples.arithmetic import WORDS, Problem, sample_problem, train_sft
 from trl_adpo.examples.tiny import build_tiny_llama, build_word_tokenizer
+from trl_adpo.pipeline.evaluation import paired_difference
 from trl_adpo.pipeline.io import write_jsonl
 
 HERE = Path(__file__).resolve().parent
@@ -245,19 +246,6 @@ class Work:
                 "--output", str(output),
             ]))
         return [problem["correct"][0] for problem in json.loads(output.read_text())["problems"]]
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray, resamples: int, rng: np.random.Generator) -> dict:
-    """Mean of `a - b` over seeds and problems (both ``(seeds, problems)`` arrays of 0/1 verdicts), with a 95%
-    bootstrap interval that resamples seeds and problems (the same draws for both methods: a paired difference)."""
-    difference = a.astype(float) - b.astype(float)
-    seeds, problems = difference.shape
-    draws = [
-        difference[rng.integers(0, seeds, seeds)][:, rng.integers(0, problems, problems)].mean()
-        for _ in range(resamples)
-    ]
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return {"mean": float(difference.mean()), "low": float(low), "high": float(high)}
 
 
 def interval(d: dict) -> str:
