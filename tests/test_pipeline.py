@@ -204,6 +204,22 @@ def test_pairs_take_the_most_frequent_correct_and_wrong_answers():
     assert alone == [first]
 
 
+def test_more_pairs_per_problem_take_each_distinct_wrong_completion_once():
+    pairs, summary = select_pairs(SAMPLES, seed=0, per_problem=10)
+    first_pairs = select_pairs(SAMPLES, seed=0)[0]
+    by_problem = {}
+    for pair in pairs:
+        by_problem.setdefault(pair["problem_id"], []).append(pair)
+    # problem 0: 6 wrong completions, all distinct: 6 pairs, the first cDPO's; problem 4: 2 wrong: 2 pairs
+    assert len(by_problem[0]) == 6 and len(by_problem[4]) == 2 and summary.pairs == 8
+    assert by_problem[0][0] == next(p for p in first_pairs if p["problem_id"] == 0)
+    assert sorted(p["rejected"] for p in by_problem[0]) == ["c 7", "d 7", "e 7", "f 8", "g 8", "h"]
+    assert {p["chosen"] for p in by_problem[0]} == {"a 5", "b 5"}  # the correct completions in turn
+    assert len(select_pairs(SAMPLES, seed=0, per_problem=2)[0]) == 4
+    with pytest.raises(ValueError, match="pairs_per_problem must be >= 1"):
+        select_pairs(SAMPLES, per_problem=0)
+
+
 def test_critical_training_samples_follow_cdpo():
     rows = critical_training_samples(SAMPLES, seed=0)
     problem_0 = [row for row in rows if row["problem_id"] == 0]

@@ -29,6 +29,11 @@ class PairArguments:
         metadata={"help": "Also write the critical-token models' training rows (cDPO's selection) to this file."},
     )
     seed: int = field(default=0, metadata={"help": "Seed that breaks ties between answers and picks the samples."})
+    pairs_per_problem: int = field(
+        default=1,
+        metadata={"help": "Pairs per problem: 1 is cDPO's selection; more add the problem's other distinct wrong "
+                          "completions, each once, against its correct ones in turn."},
+    )
 
 
 def run(args: PairArguments) -> PairSummary:
@@ -49,7 +54,7 @@ def run(args: PairArguments) -> PairSummary:
                 f"{row_location(str(path), row_number)}: `correct` is {row['correct']!r}; it must be true or false "
                 "(JSON booleans), the verifier's verdict."
             )
-    pairs, summary = select_pairs(samples, args.seed)
+    pairs, summary = select_pairs(samples, args.seed, args.pairs_per_problem)
     if not pairs:
         raise ValueError(
             f"{path}: no problem has both a correct and an incorrect sample ({summary}). Sample more completions per "

@@ -59,11 +59,15 @@ class PairSummary:
         )
 
 
-def select_pairs(samples: list[dict], seed: int = 0) -> tuple[list[dict], PairSummary]:
-    """One (chosen, rejected) pair per problem, in TRL's preference format, and a summary.
+def select_pairs(samples: list[dict], seed: int = 0, per_problem: int = 1) -> tuple[list[dict], PairSummary]:
+    """Up to `per_problem` (chosen, rejected) pairs per problem, in TRL's preference format, and a summary.
 
-    Conversational samples (prompts that are messages) give conversational pairs: the completions become assistant
-    messages."""
+    The first pair is cDPO's (the most frequent correct answer against the most frequent wrong one). Further pairs
+    (`per_problem` > 1) take the problem's other distinct wrong completions as rejected, most frequent answers first,
+    each once, against its distinct correct completions in turn. Conversational samples (prompts that are messages)
+    give conversational pairs: the completions become assistant messages."""
+    if per_problem < 1:
+        raise ValueError(f"pairs_per_problem must be >= 1, got {per_problem}.")
     pairs, without_correct, without_incorrect = [], 0, 0
     problems = _by_problem(samples)
     for problem_id, rows in problems.items():
@@ -72,14 +76,31 @@ def select_pairs(samples: list[dict], seed: int = 0) -> tuple[list[dict], PairSu
         wrong = [row for row in rows if not row["correct"]]
         without_correct += not correct
         without_incorrect += not wrong
-        if correct and wrong:
-            chosen = rng.choice(_answer_groups(correct, rng)[0])
-            rejected = rng.choice(_answer_groups(wrong, rng)[0])
+        if not (correct and wrong):
+            continue
+        chosen = [rng.choice(_answer_groups(correct, rng)[0])]
+        rejected = [rng.choice(_answer_groups(wrong, rng)[0])]
+        if per_problem > 1:
+            chosen += _distinct([row for group in _answer_groups(correct, rng) for row in group], chosen)
+            rejected += _distinct([row for group in _answer_groups(wrong, rng) for row in group], rejected)
+        for index, bad in enumerate(rejected[:per_problem]):
+            good = chosen[index % len(chosen)]
             pairs.append(
-                {"problem_id": problem_id, "prompt": chosen["prompt"], "chosen": _completion(chosen),
-                 "rejected": _completion(rejected)}
+                {"problem_id": problem_id, "prompt": good["prompt"], "chosen": _completion(good),
+                 "rejected": _completion(bad)}
             )
     return pairs, PairSummary(len(problems), len(pairs), without_correct, without_incorrect)
+
+
+def _distinct(rows: list[dict], taken: list[dict]) -> list[dict]:
+    """`rows` whose completions are not among `taken`'s nor repeated, in order."""
+    seen = {row["completion"] for row in taken}
+    found = []
+    for row in rows:
+        if row["completion"] not in seen:
+            seen.add(row["completion"])
+            found.append(row)
+    return found
 
 
 def critical_training_samples(samples: list[dict], seed: int = 0) -> list[dict]:
