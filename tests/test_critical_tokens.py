@@ -468,7 +468,7 @@ def test_critical_token_options_are_checked(tmp_path, options, message):
         ([{"prompt": "a = 1 ; a = ?", "completion": "answer 1"}], r"has the columns \['completion', 'prompt'\]"),
         ([{"prompt": "a = 1 ; a = ?", "completion": "answer 1", "correct": True}] * 2, "no incorrect completion among its 2 rows"),
         ([{"prompt": "a = 1 ; a = ?", "completion": "answer 2", "correct": False}], "no correct completion among its 1 rows"),
-        ([{"prompt": "a = 1 ; a = ?", "completion": "answer 1", "correct": "yes"}], r"row 0: `correct` is 'yes'"),
+        ([{"prompt": "a = 1 ; a = ?", "completion": "answer 1", "correct": "yes"}], r"samples.jsonl, line 1: `correct` is 'yes'"),
     ],
     ids=["no-correct-column", "no-incorrect", "no-correct", "not-a-boolean"],
 )

@@ -86,6 +86,7 @@ class Settings:
     critical_model_epochs: int = 2
     preference_steps: int = 96
     verifier: str = "arithmetic"  # how samples are judged: the final digit, or every step ("arithmetic_steps")
+    pairs_per_problem: int = 1  # cDPO's one pair; more take each other distinct wrong sample once
     nll_weight: float = 1.0  # the chosen completions' NLL beside the preference loss; 0 is the plain loss
     rounds: int = 2
     logging_steps: int = 8
@@ -221,7 +222,8 @@ class Work:
         run_dir = self.directory / "runs" / f"{slug}-{seed}-{key(settings, *(f for f in asdict(settings) if f not in ('seeds', 'bootstrap')))}"
         config = {
             "model_name_or_path": str(sft), "output_dir": str(run_dir), "rounds": settings.rounds, "evaluate_start": False,
-            "start_samples": str(samples), "sample": self.sample_section(), "pairs": {"seed": seed}, "train": train,
+            "start_samples": str(samples), "sample": self.sample_section(),
+            "pairs": {"seed": seed, "pairs_per_problem": settings.pairs_per_problem}, "train": train,
             "evaluate": {"task": "arithmetic", "dataset_name": self.heldout, "max_new_tokens": self.max_new_tokens,
                          "batch_size": 500, "dtype": "float32"},
         }
@@ -257,7 +259,8 @@ def describe(settings: Settings) -> str:
     judged = "every step verified" if settings.verifier == "arithmetic_steps" else "the final answer verified"
     return (
         f"SFT {settings.sft_steps} steps; {settings.rounds} round(s) of {settings.samples_per_problem} samples of each "
-        f"of {settings.preference_problems} problems (temperature {settings.temperature:g}, {judged}), cDPO's pair selection, "
+        f"of {settings.preference_problems} problems (temperature {settings.temperature:g}, {judged}), "
+        f"{'cDPO' + chr(39) + 's pair selection' if settings.pairs_per_problem == 1 else f'up to {settings.pairs_per_problem} pairs per problem'}, "
         f"{settings.preference_steps} steps of batch 16 at constant lr {settings.learning_rate:g} (c-variants "
         f"{settings.critical_learning_rate:g}), beta {settings.beta:g}, {nll}; the last round's policy is the next "
         "round's start and reference"
@@ -424,6 +427,7 @@ def compare(settings: Settings, names: list[str], work_dir: Path, output_dir: Pa
         if {"cADPO", "cDPO"} <= set(methods) else None,
         "resolution": float(np.median([(d["high"] - d["low"]) / 2 for d in differences.values()])) if differences else None,
         "wall_minutes": (time.time() - started) / 60, "machine": f"CPU, {torch.get_num_threads()} threads",
+        "command": command,
     }
     write_report(settings, results, output_dir, command)
     print((output_dir / "results.md").read_text())
@@ -433,6 +437,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run of every stage")
     parser.add_argument("--search", action="store_true", help="DPO alone in each candidate setting (SEARCH)")
+    parser.add_argument("--report", action="store_true",
+                        help="only write results.md and the figures again, from the output directory's results.json")
     parser.add_argument("--output-dir", type=Path, default=HERE / "results", help="where the report is written")
     parser.add_argument("--work", type=Path, help="keep the models, samples and runs here, to reuse them (default: a temporary directory)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), help="a subset, to try settings (with DPO)")
@@ -453,6 +459,11 @@ def main() -> None:
                         *(["--methods", *map(repr, args.methods)] if args.methods != list(METHODS) else []),
                         *(["--set", *args.set] if args.set else [])])
     args.output_dir.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        saved = json.loads((args.output_dir / "results.json").read_text())
+        fields = saved.pop("settings")
+        write_report(Settings(**{**fields, "seeds": tuple(fields["seeds"])}), saved, args.output_dir, saved["command"])
+        return
     with tempfile.TemporaryDirectory() as temporary:
         work_dir = args.work or Path(temporary)
         work_dir.mkdir(parents=True, exist_ok=True)
