@@ -165,7 +165,7 @@ def test_an_unparsable_reference_answer_is_named_by_row(tmp_path):
     rows[2]["answer"] = "seven"
     write_jsonl(rows, tmp_path / "problems.jsonl")
     args = sample_args(tmp_path / "no-such-model", tmp_path / "problems.jsonl", tmp_path / "out.jsonl")
-    with pytest.raises(ValueError, match=r"row 2: the arithmetic verifier cannot parse the reference answer 'seven'"):
+    with pytest.raises(ValueError, match=r"problems.jsonl, line 3: the arithmetic verifier cannot parse the reference answer 'seven'"):
         sample_cli.run(*sample_cli.make_parser().parse(args))
 
 

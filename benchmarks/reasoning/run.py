@@ -108,9 +108,7 @@ SEARCH = [
     ("DPO + NLL, 3 rounds", dict(rounds=3)),
     ("DPO + NLL, 2 rounds, lr 5e-5", dict(rounds=2, learning_rate=5e-5)),
     ("DPO + NLL, 2 rounds, weaker SFT start (300 steps)", dict(rounds=2, sft_steps=300)),
-    ("DPO + NLL, 2 rounds, 192 steps a round", dict(rounds=2, preference_steps=192)),
     ("DPO + NLL, 1 round, every step verified", dict(rounds=1, verifier="arithmetic_steps")),
-    ("DPO + NLL, 2 rounds, every step verified", dict(rounds=2, verifier="arithmetic_steps")),
 ]
 
 

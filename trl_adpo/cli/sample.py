@@ -30,7 +30,6 @@ class SampleOutput:
 
 def run(source: ProblemSource, generation: GenerationArguments, output: SampleOutput) -> SampleSummary:
     check_sampling(generation.n, generation.temperature)
-    check_model_source(generation.model_name_or_path, "model_name_or_path")
     if generation.model_name_or_path is None:
         raise ValueError("model_name_or_path is not set: give the model to sample from.")
     problems, task, verifier = load_problems(source)  # every data check before the model loads
@@ -38,6 +37,7 @@ def run(source: ProblemSource, generation: GenerationArguments, output: SampleOu
 
     @cache
     def model_and_tokenizer():  # loaded at the first batch, after every check of the output and the options
+        check_model_source(generation.model_name_or_path, "model_name_or_path")
         return load_for_generation(generation.model_name_or_path, generation.dtype)
 
     def sample(prompts, seed):
