@@ -102,7 +102,7 @@ QUICK = Settings(
 # Where DPO is tried before the full run, each on `SEARCH_SEEDS`: the search the results report, not only the winner.
 SEARCH_SEEDS = (0, 1)
 SEARCH = [
-    ("DPO, no NLL, 1 round (trl_adpo 0.3's setting)", dict(nll_weight=0.0, rounds=1)),
+    ("DPO, no NLL, 1 round (trl_adpo 0.2's setting: results/one-round-no-nll)", dict(nll_weight=0.0, rounds=1)),
     ("DPO + NLL, 1 round", dict(rounds=1)),
     ("DPO + NLL, 2 rounds", dict(rounds=2)),
     ("DPO + NLL, 3 rounds", dict(rounds=3)),
@@ -284,7 +284,8 @@ def search(settings: Settings, work_dir: Path, output_dir: Path, command: str) -
               f"difference {interval(versus)}", flush=True)
     lines = [
         "# Where does DPO improve the SFT start? The settings tried", "",
-        f"Made by `{command}` in {(time.time() - started) / 60:.1f} minutes on CPU, {torch.get_num_threads()} threads. "
+        f"Made by `{command}` in {(time.time() - started) / 60:.1f} minutes on CPU, {torch.get_num_threads()} threads"
+        f"{', reusing the runs an earlier invocation left in the work directory' if '--work' in command else ''}. "
         f"DPO (adaptive m = 1) alone, seeds {list(SEARCH_SEEDS)}, {settings.heldout_problems} held-out problems; the "
         f"base setting: {describe(settings)}. Difference to SFT: paired over problems and seeds, points, 95% "
         "bootstrap interval.", "",
@@ -453,7 +454,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     command = " ".join(["python benchmarks/reasoning/run.py", *(["--quick"] if args.quick else []),
-                        *(["--search"] if args.search else []),
+                        *(["--search"] if args.search else []), *(["--work", "DIR"] if args.work else []),
                         *(["--methods", *map(repr, args.methods)] if args.methods != list(METHODS) else []),
                         *(["--set", *args.set] if args.set else [])])
     args.output_dir.mkdir(parents=True, exist_ok=True)
