@@ -235,6 +235,17 @@ def test_missing_data_file_is_named(train_cli, quickstart, tmp_path):
         train_cli.run(*args)
 
 
+def test_an_empty_quickstart_dir_builds_nothing(train_cli, quickstart, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty path is the working directory: nothing may be written there
+    args = train_cli.parse_args(
+        ["--config", str(ROOT / "configs" / "quickstart.yaml"), *tiny_run(quickstart, tmp_path / "out"),
+         "--quickstart_dir", "", "--dataset_name", str(tmp_path / "missing.jsonl")]
+    )
+    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+        train_cli.run(*args)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "rows,extra,message",
     [

@@ -92,7 +92,8 @@ class ScriptArguments:
         default=None,
         metadata={
             "help": "Build the offline quickstart here if it is missing: a tiny Llama in `model/` and arithmetic "
-            "preference pairs in `train.jsonl` and `eval.jsonl` (see configs/quickstart.yaml)."
+            "preference pairs in `train.jsonl` and `eval.jsonl` (see configs/quickstart.yaml). An empty value builds nothing, "
+            "for a run that starts from a quickstart config with its own model and data."
         },
     )
 
@@ -250,7 +251,7 @@ def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: Mod
     """Load the model, tokenizer and data, train, evaluate, save (and push); returns the trainer."""
     check_hub_login(training_args)
     check_output_dir(script_args, training_args)
-    if script_args.quickstart_dir is not None:
+    if script_args.quickstart_dir:
         save_quickstart(script_args.quickstart_dir)
     if model_args.model_name_or_path is None:
         raise ValueError("model_name_or_path is not set: give a Hub model name or a local model directory.")
