@@ -46,7 +46,7 @@ from trl_adpo.cli import sample as sample_cli
 from trl_adpo.cli import train_critical as critical_cli
 from trl_adpo.examples.arithmetic import WORDS, Problem, sample_problem, train_sft
 from trl_adpo.examples.tiny import build_tiny_llama, build_word_tokenizer
-from trl_adpo.pipeline.evaluation import paired_difference
+from trl_adpo.pipeline.evaluation import first_verdicts, paired_difference
 from trl_adpo.pipeline.io import write_jsonl
 
 HERE = Path(__file__).resolve().parent
@@ -227,7 +227,7 @@ class Work:
         }
         rows = iterate_cli.run(config, f"{name}, seed {seed}")
         final = run_dir / f"round-{settings.rounds}" / "evaluation.json"
-        verdicts = [problem["correct"][0] for problem in json.loads(final.read_text())["problems"]]
+        verdicts = first_verdicts(final)
         state = json.loads((run_dir / "round-1" / "train" / "trainer_state.json").read_text())
         logs = [entry for entry in state["log_history"] if "logps/chosen" in entry]
         curve = [{k: entry[k] for k in ("step", "logps/chosen", "logps/rejected", "rewards/accuracies")} for entry in logs]
@@ -245,7 +245,7 @@ class Work:
                 "--max_new_tokens", str(self.max_new_tokens), "--batch_size", "500", "--dtype", "float32",
                 "--output", str(output),
             ]))
-        return [problem["correct"][0] for problem in json.loads(output.read_text())["problems"]]
+        return first_verdicts(output)
 
 
 def interval(d: dict) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trl_adpo.pipeline.evaluation import paired_difference, wilson_interval
+from trl_adpo.pipeline.evaluation import first_verdicts, paired_difference, wilson_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -73,16 +73,12 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict:
             "gained": int((difference > 0).sum()), "lost": int((difference < 0).sum())}
 
 
-def verdicts(path: Path) -> list[bool]:
-    return [problem["correct"][0] for problem in json.loads(path.read_text())["problems"]]
-
-
 def report(times: list[float]) -> str:
     steps = commands()
     samples = [json.loads(line) for line in (ROOT / DEMO / "samples.jsonl").read_text().splitlines()]
     pairs = (ROOT / DEMO / "pairs.jsonl").read_text().splitlines()
-    base = np.array(verdicts(ROOT / RUNS / "base.json"))
-    by_method = {name: np.array([verdicts(ROOT / RUNS / f"{name.split()[0].lower()}-{seed}" / "evaluation.json")
+    base = np.array(first_verdicts(ROOT / RUNS / "base.json"))
+    by_method = {name: np.array([first_verdicts(ROOT / RUNS / f"{name.split()[0].lower()}-{seed}" / "evaluation.json")
                                  for seed in SEEDS]) for name in METHODS}
     rows = [("SmolLM2-135M-Instruct (base)", base.reshape(1, -1))] + [(f"+ LoRA {name}", v) for name, v in by_method.items()]
     table = ["| model | greedy accuracy, mean over seeds | per seed | 95% interval (all seeds' verdicts) |",

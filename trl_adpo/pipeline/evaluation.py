@@ -8,11 +8,13 @@ final answer among the samples (ties: the first reached) and checks it.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-from dataclasses import dataclass, field
 
 from .problems import Problem
 from .verifiers import Verifier
@@ -40,6 +42,11 @@ def paired_difference(a: np.ndarray, b: np.ndarray, resamples: int, rng: np.rand
     ]
     low, high = np.percentile(draws, [2.5, 97.5])
     return {"mean": float(difference.mean()), "low": float(low), "high": float(high)}
+
+
+def first_verdicts(path: str | Path) -> list[bool]:
+    """The verdict on each problem's first sample (the greedy one) in an evaluation file of `trl-adpo evaluate`."""
+    return [problem["correct"][0] for problem in json.loads(Path(path).read_text())["problems"]]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
