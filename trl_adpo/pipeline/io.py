@@ -73,11 +73,28 @@ def row_location(name: str, row: int) -> str:
     return f"{name}, row {row}"
 
 
+def write_atomically(path: str | Path, text: str) -> None:
+    """Replace `path` with `text` (its directory made if need be) so that a kill or a full disk leaves the old file
+    or the new one, never part of one: the text goes to a temporary file beside it, renamed over it once written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def write_jsonl(rows: Iterable[dict], path: str | Path, *, append: bool = False) -> None:
-    """Write `rows` as JSON Lines, one object per line (the file's directory is made if need be)."""
+    """Write `rows` as JSON Lines, one object per line: appended to `path`, or replacing it atomically."""
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
+    if not append:
+        write_atomically(path, "".join(lines))
+        return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with Path(path).open("a" if append else "w", encoding="utf-8") as file:
-        file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    with Path(path).open("a", encoding="utf-8") as file:
+        file.writelines(lines)
 
 
 def check_json_file(path: Path, text: str) -> None:

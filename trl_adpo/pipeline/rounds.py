@@ -21,16 +21,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .io import write_atomically
 
 PROGRESS_FILE = "progress.json"
 PLOT_FILE = "accuracy_per_round.png"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a kill leaves the old file or the new one, never half of one."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
 
 
 @dataclass
