@@ -96,7 +96,7 @@ def test_an_interrupted_sampling_run_resumes_to_the_same_rows(critical_models, p
     assert len(read_jsonl(interrupted, partial_last_line=True)) == 2 * 5 * 4 + 7
 
     summary = sample_cli.run(*sample_cli.make_parser().parse(args[:-1] + [str(interrupted)]))
-    assert summary.resumed_problems == 10
+    assert summary.resumed_problems == 11  # batches 0 and 1, and the one problem of batch 2 whose 4 rows were written
     assert read_jsonl(interrupted) == read_jsonl(tmp_path / "whole.jsonl")
 
 

@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 
 from trl_adpo.cli.parsing import ConfigParser
 from trl_adpo.pipeline.evaluation import Evaluation, score
-from trl_adpo.pipeline.io import check_model_source
-from trl_adpo.pipeline.generation import GenerationArguments, generate, load_for_generation
+from trl_adpo.pipeline.generation import GenerationArguments, generate_batches, load_for_generation
+from trl_adpo.pipeline.grading import Grader
+from trl_adpo.pipeline.io import check_model_source, write_atomically
 from trl_adpo.pipeline.problems import ProblemSource, load_problems
 from trl_adpo.pipeline.sampling import check_sampling
 
@@ -32,24 +33,26 @@ class EvaluationOutput:
 
 
 def run(source: ProblemSource, generation: GenerationArguments, output: EvaluationOutput) -> Evaluation:
-    check_sampling(generation.n, generation.temperature)
+    check_sampling(generation)
     check_model_source(generation.model_name_or_path, "model_name_or_path")
     if generation.model_name_or_path is None:
         raise ValueError("model_name_or_path is not set: give the model to evaluate.")
     problems, task, verifier = load_problems(source)
     model, tokenizer = load_for_generation(generation.model_name_or_path, generation.dtype)
     stop = generation.stop if generation.stop is not None else task.stop
-    completions = []
-    for b in tqdm(range(0, len(problems), generation.batch_size), desc="Evaluating", unit="batch"):
-        batch = problems[b : b + generation.batch_size]
-        completions += generate(
-            model, tokenizer, [p.prompt for p in batch], n=generation.n, temperature=generation.temperature,
-            top_p=generation.top_p, max_new_tokens=generation.max_new_tokens, stop=stop,
-            seed=generation.seed * 100003 + b // generation.batch_size,
-        )
-    evaluation = score(problems, completions, verifier)
-    Path(output.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output.output).write_text(json.dumps(
+    completions: list[list[str]] = [[] for _ in problems]
+    with tqdm(total=len(problems), desc="Evaluating", unit="problem") as progress:
+        for indices, texts in generate_batches(
+            model, tokenizer, [p.prompt for p in problems], keys=[p.id for p in problems], n=generation.n,
+            temperature=generation.temperature, top_p=generation.top_p, max_new_tokens=generation.max_new_tokens,
+            stop=stop, seed=generation.seed, batch_size=generation.batch_size,
+        ):
+            for index, text in zip(indices, texts):
+                completions[index] = text
+            progress.update(len(indices))
+    with Grader(verifier) as grader:
+        evaluation = score(problems, completions, grader)
+    write_atomically(Path(output.output), json.dumps(
         {"summary": evaluation.summary, "options": {**asdict(source), **asdict(generation)}, "problems": evaluation.problems},
         indent=1, default=str,
     ))

@@ -47,8 +47,8 @@ from trl_adpo.pipeline.rounds import (
     plot_rounds,
     round_rows,
     round_table,
-    write_atomically,
 )
+from trl_adpo.pipeline.io import write_atomically
 
 STAGES = ("sample", "pairs", "train", "evaluate")
 SET_BY_ITERATE = {

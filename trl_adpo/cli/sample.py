@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 from trl_adpo.cli.parsing import ConfigParser
 from trl_adpo.pipeline.io import check_model_source
-from trl_adpo.pipeline.generation import GenerationArguments, generate, load_for_generation
-from trl_adpo.pipeline.problems import ProblemSource, load_problems
+from trl_adpo.pipeline.generation import GenerationArguments, generate_batches, load_for_generation
+from trl_adpo.pipeline.grading import Grader
+from trl_adpo.pipeline.problems import Problem, ProblemSource, load_problems
 from trl_adpo.pipeline.sampling import SampleSummary, check_sampling, sample_solutions
 
 
@@ -29,21 +29,19 @@ class SampleOutput:
 
 
 def run(source: ProblemSource, generation: GenerationArguments, output: SampleOutput) -> SampleSummary:
-    check_sampling(generation.n, generation.temperature)
+    check_sampling(generation)
     if generation.model_name_or_path is None:
         raise ValueError("model_name_or_path is not set: give the model to sample from.")
     problems, task, verifier = load_problems(source)  # every data check before the model loads
     stop = generation.stop if generation.stop is not None else task.stop
 
-    @cache
-    def model_and_tokenizer():  # loaded at the first batch, after every check of the output and the options
+    def batches(todo: list[Problem], skip: set[int]):  # the model loads at the first batch, after every check
         check_model_source(generation.model_name_or_path, "model_name_or_path")
-        return load_for_generation(generation.model_name_or_path, generation.dtype)
-
-    def sample(prompts, seed):
-        return generate(
-            *model_and_tokenizer(), prompts, n=generation.n, temperature=generation.temperature,
-            top_p=generation.top_p, max_new_tokens=generation.max_new_tokens, stop=stop, seed=seed,
+        model, tokenizer = load_for_generation(generation.model_name_or_path, generation.dtype)
+        yield from generate_batches(
+            model, tokenizer, [p.prompt for p in todo], keys=[p.id for p in todo], skip=skip, n=generation.n,
+            temperature=generation.temperature, top_p=generation.top_p, max_new_tokens=generation.max_new_tokens,
+            stop=stop, seed=generation.seed, batch_size=generation.batch_size,
         )
 
     record = {
@@ -52,10 +50,10 @@ def run(source: ProblemSource, generation: GenerationArguments, output: SampleOu
         "max_new_tokens": generation.max_new_tokens, "stop": list(stop), "template": task.template,
         "num_shots": task.shots, "chat": source.chat, "dtype": generation.dtype, "verifier": task.verifier,
     }
-    summary = sample_solutions(
-        problems, sample, verifier, Path(output.output),
-        n=generation.n, batch_size=generation.batch_size, seed=generation.seed, record=record,
-    )
+    with Grader(verifier) as grader:
+        summary = sample_solutions(
+            problems, batches, grader, Path(output.output), n=generation.n, seed=generation.seed, record=record
+        )
     print(f"Wrote {Path(output.output).resolve()}: {summary}")
     return summary
 

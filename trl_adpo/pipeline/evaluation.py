@@ -8,6 +8,7 @@ final answer among the samples (ties: the first reached) and checks it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import Counter
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .grading import Grader
 from .problems import Problem
-from .verifiers import Verifier
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
@@ -85,21 +86,22 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def score(problems: list[Problem], completions: list[list[str]], verifier: Verifier) -> Evaluation:
+def score(problems: list[Problem], completions: list[list[str]], grader: Grader) -> Evaluation:
     """Verify each problem's completions and summarise.
 
     `accuracy` is the share of correct samples (with one greedy sample per problem, greedy accuracy; with several,
     pass@1), with its 95% interval over problems.
     """
-    results = []
-    for problem, samples in zip(problems, completions):
-        answers = [verifier.answer(sample) for sample in samples]
-        correct = [verifier.is_correct(sample, problem.reference) for sample in samples]
-        vote = majority_answer(answers)
-        results.append({
-            "problem_id": problem.id, "reference": problem.reference, "completions": samples, "answers": answers,
-            "correct": correct, "majority_correct": vote is not None and verifier.same(vote, problem.reference),
-        })
+    flat = [(problem.reference, sample) for problem, samples in zip(problems, completions) for sample in samples]
+    answers, verdicts = grader.grade([sample for _, sample in flat], [reference for reference, _ in flat])
+    offsets = list(itertools.accumulate((len(samples) for samples in completions), initial=0))
+    spans = list(zip(offsets, offsets[1:]))
+    votes = grader.same([majority_answer(answers[a:b]) for a, b in spans], [problem.reference for problem in problems])
+    results = [
+        {"problem_id": problem.id, "reference": problem.reference, "completions": samples, "answers": answers[a:b],
+         "correct": verdicts[a:b], "majority_correct": vote}
+        for problem, samples, (a, b), vote in zip(problems, completions, spans, votes)
+    ]
     n = len(completions[0]) if completions else 0
     shares = [sum(r["correct"]) / n for r in results]
     accuracy = sum(shares) / len(shares) if shares else 0.0

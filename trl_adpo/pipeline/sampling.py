@@ -1,32 +1,40 @@
 """Verified samples: `n` completions per problem from a model, each checked against the reference answer.
 
-Problems go to the model in fixed batches (batch `b` holds problems ``b * batch_size`` onwards) and batch `b` is
-sampled with the seed ``seed * 100003 + b``, so a batch's samples do not depend on what ran before it. Each finished
-batch is appended to the output (one JSON line per sample). An interrupted run, restarted with the same options,
-keeps the batches it finished, drops a half-written one (and a partial last line), and goes on: it writes the same
-rows as a run that was never interrupted.
+Each completion is drawn from a random stream of its own, seeded by the run's seed, the problem's id and the sample's
+number (`trl_adpo.pipeline.generation`), so a problem's samples do not depend on the batches. Each finished batch is
+appended to the output (one JSON line per sample); once all are, the file is rewritten in the order of the problems.
+An interrupted run, restarted with the same options, keeps the problems it finished (all `n` of their samples
+written), drops the rest (and a partial last line), and goes on: it writes the same rows as a run that was never
+interrupted.
 
-The options that define a run (model, problems and a hash of their prompts and references, sampling options, seed,
-batch size) are recorded beside the output (`OUTPUT.run.json`) when it is started. A restart resumes only when they
-are the same: otherwise it is refused, naming the option, so that one file never mixes two runs' samples.
+The options that define a run (model, problems and a hash of their prompts and references, sampling options, seed)
+are recorded beside the output (`OUTPUT.run.json`) when it is started. A restart resumes only when they are the same:
+otherwise it is refused, naming the option, so that one file never mixes two runs' samples. The batch size is not
+among them: it changes speed and memory, not the samples.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
+from .grading import Grader
 from .io import read_jsonl, write_jsonl
 from .problems import Problem
-from .verifiers import Verifier
 
-Generate = Callable[[Sequence[str], int], list[list[str]]]
-"""``generate(prompts, seed)``: the completions of each prompt."""
+if TYPE_CHECKING:
+    from .generation import GenerationArguments
+
+GenerateBatches = Callable[[list[Problem], set[int]], Iterator[tuple[list[int], list[list[str]]]]]
+"""``generate(problems, skip)``: batch by batch, the indices of problems (none of `skip`) and their completions."""
+SAMPLING_STREAMS = "one per completion, seeded by (seed, problem id, sample number)"
+"""How samples are drawn, in the run record: files sampled otherwise (trl_adpo < 0.4) are not resumed."""
 
 
 @dataclass
@@ -46,7 +54,9 @@ class SampleSummary:
         )
 
 
-def check_sampling(n: int, temperature: float) -> None:
+def check_sampling(options: GenerationArguments) -> None:
+    """Refuse sampling options (`GenerationArguments`) that cannot work, naming the option."""
+    n, temperature = options.n, options.temperature
     if n < 1:
         raise ValueError(f"n must be >= 1 (samples per problem), got {n}.")
     if temperature < 0:
@@ -56,19 +66,25 @@ def check_sampling(n: int, temperature: float) -> None:
             f"temperature=0 is greedy decoding, so the n={n} samples of a problem would all be the same: set a "
             "temperature > 0 (cDPO samples at about 0.7-1.0), or n=1."
         )
+    if not 0 < options.top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {options.top_p} (1 samples from the whole distribution).")
+    if options.max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {options.max_new_tokens}.")
+    if options.batch_size is not None and options.batch_size < 1:
+        raise ValueError(
+            f"batch_size must be >= 1 (problems per generation batch), got {options.batch_size}; leave it unset for "
+            "the device's default."
+        )
 
 
-def sample_rows(problem: Problem, completions: list[str], verifier: Verifier) -> list[dict]:
+def sample_rows(problems: list[Problem], completions: list[list[str]], grader: Grader) -> list[dict]:
+    """One row per completion of each problem, graded."""
+    flat = [(problem, completion) for problem, texts in zip(problems, completions) for completion in texts]
+    answers, verdicts = grader.grade([c for _, c in flat], [p.reference for p, _ in flat])
     return [
-        {
-            "problem_id": problem.id,
-            "prompt": problem.prompt,
-            "completion": completion,
-            "answer": verifier.answer(completion),
-            "reference": problem.reference,
-            "correct": verifier.is_correct(completion, problem.reference),
-        }
-        for completion in completions
+        {"problem_id": problem.id, "prompt": problem.prompt, "completion": completion, "answer": answer,
+         "reference": problem.reference, "correct": correct}
+        for (problem, completion), answer, correct in zip(flat, answers, verdicts)
     ]
 
 
@@ -84,23 +100,18 @@ def summarize(rows: list[dict]) -> SampleSummary:
     )
 
 
-def finished_batches(output: Path, problems: list[Problem], n: int, batch_size: int) -> tuple[int, list[dict]]:
-    """How many leading batches `output` holds completely, and their rows; the file is rewritten with just those."""
+def finished_problems(output: Path, problems: list[Problem], n: int) -> list[dict]:
+    """The rows of the problems `output` holds all `n` samples of; the file is rewritten with just those."""
     if not output.exists():
-        return 0, []
+        return []
     rows = read_jsonl(output, partial_last_line=True)
     counts: dict = {}
     for row in rows:
         counts[row["problem_id"]] = counts.get(row["problem_id"], 0) + 1
-    done = 0
-    while done * batch_size < len(problems) and all(
-        counts.get(p.id) == n for p in problems[done * batch_size : (done + 1) * batch_size]
-    ):
-        done += 1
-    kept_ids = {p.id for p in problems[: done * batch_size]}
-    kept = [row for row in rows if row["problem_id"] in kept_ids]
+    done = {p.id for p in problems if counts.get(p.id) == n}
+    kept = [row for row in rows if row["problem_id"] in done]
     write_jsonl(kept, output)
-    return done, kept
+    return kept
 
 
 def run_record_path(output: Path) -> Path:
@@ -142,28 +153,27 @@ def check_same_run(output: Path, record: dict) -> None:
 
 def sample_solutions(
     problems: list[Problem],
-    generate: Generate,
-    verifier: Verifier,
+    generate: GenerateBatches,
+    grader: Grader,
     output: Path,
     *,
     n: int,
-    batch_size: int,
     seed: int,
     record: dict | None = None,
 ) -> SampleSummary:
     """Sample and verify `n` completions per problem into `output` (JSON Lines), resuming what is there.
 
     Args:
-        problems: the problems, in a fixed order (the same order on resuming).
-        generate: ``generate(prompts, seed)``, the `n` completions of each prompt.
-        verifier: checks each completion against its problem's reference.
+        problems: the problems.
+        generate: ``generate(problems, skip)``, batch by batch the indices of problems not in `skip` and their `n`
+            completions each (`trl_adpo.pipeline.generation.generate_batches`).
+        grader: checks each completion against its problem's reference.
         output: the JSON Lines file; rows of `problem_id`, `prompt`, `completion`, `answer` (the completion's final
-            answer), `reference` and `correct`.
+            answer), `reference` and `correct`, in the order of the problems.
         n: samples per problem.
-        batch_size: problems per batch.
         seed: the run's seed.
-        record: the options that define the run, besides `n`, `batch_size`, `seed` and the problems; a restart
-            resumes `output` only if they are the same (`check_same_run`).
+        record: the options that define the run, besides `n`, `seed` and the problems; a restart resumes `output`
+            only if they are the same (`check_same_run`).
     """
     if len({p.id for p in problems}) != len(problems):
         raise ValueError("problem ids repeat: give an id_column whose values are unique, or leave it unset.")
@@ -171,19 +181,21 @@ def sample_solutions(
         raise ValueError(f"output: {output} is a directory; give the JSON Lines file to write, e.g. {output / 'samples.jsonl'}.")
     output.parent.mkdir(parents=True, exist_ok=True)
     check_same_run(
-        output, {**(record or {}), "n": n, "batch_size": batch_size, "seed": seed, "problems": len(problems),
-                 "problems_sha256": problems_digest(problems)},
+        output, {**(record or {}), "n": n, "seed": seed, "sampling_streams": SAMPLING_STREAMS,
+                 "problems": len(problems), "problems_sha256": problems_digest(problems)},
     )
-    done, rows = finished_batches(output, problems, n, batch_size)
-    batches = range(done, (len(problems) + batch_size - 1) // batch_size)
-    with tqdm(total=len(problems), initial=done * batch_size, desc="Sampling", unit="problem") as progress:
-        for b in batches:
-            batch = problems[b * batch_size : (b + 1) * batch_size]
-            completions = generate([p.prompt for p in batch], seed * 100003 + b)
-            new_rows = [row for p, c in zip(batch, completions) for row in sample_rows(p, c, verifier)]
+    rows = finished_problems(output, problems, n)
+    done = {row["problem_id"] for row in rows}
+    skip = {index for index, problem in enumerate(problems) if problem.id in done}
+    with tqdm(total=len(problems), initial=len(skip), desc="Sampling", unit="problem") as progress:
+        for indices, completions in generate(problems, skip) if len(skip) < len(problems) else ():
+            new_rows = sample_rows([problems[i] for i in indices], completions, grader)
             write_jsonl(new_rows, output, append=True)
             rows += new_rows
-            progress.update(len(batch))
+            progress.update(len(indices))
+    position = {problem.id: index for index, problem in enumerate(problems)}
+    rows.sort(key=lambda row: position[row["problem_id"]])  # stable: a problem's samples keep their order
+    write_jsonl(rows, output)
     summary = summarize(rows)
-    summary.resumed_problems = min(done * batch_size, len(problems))
+    summary.resumed_problems = len(skip)
     return summary
