@@ -182,3 +182,36 @@ def test_a_word_tokenizer_without_chat_template_is_refused_for_messages(tmp_path
     tokenizer.chat_template = None
     with pytest.raises(ValueError, match="has no chat template"):
         encode_prompts(tokenizer, [[{"role": "user", "content": "w1"}]])
+
+
+def test_a_reserved_layer_holds_what_a_dynamic_layer_holds_and_grows_in_place():
+    from transformers.cache_utils import DynamicLayer
+
+    from trl_adpo.pipeline.generation import ReservedLayer
+
+    torch.manual_seed(0)
+    plain, reserved = DynamicLayer(), ReservedLayer(capacity=12)
+    steps = [("update", 5), ("update", 1), ("select", [2, 0]), ("update", 1), ("repeat", 3), ("update", 2),
+             ("crop", -1), ("update", 1)]
+    rows = 3
+    for number, (kind, value) in enumerate(steps):
+        if kind == "update":
+            states = [torch.randn(rows, 2, value, 4) for _ in range(2)]
+            plain.update(*states)
+            reserved.update(*states)
+            if number == 0:
+                first_buffer = reserved.buffers[0].data_ptr()
+            if number == 1:
+                assert reserved.buffers[0].data_ptr() == first_buffer  # the second step was written in place
+        elif kind == "select":
+            for layer in (plain, reserved):
+                layer.batch_select_indices(torch.tensor(value))
+            rows = len(value)
+        elif kind == "repeat":
+            for layer in (plain, reserved):
+                layer.batch_repeat_interleave(value)
+            rows *= value
+        else:
+            for layer in (plain, reserved):
+                layer.crop(value)
+        assert torch.equal(plain.keys, reserved.keys) and torch.equal(plain.values, reserved.values), (kind, value)
