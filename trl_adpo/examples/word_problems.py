@@ -57,10 +57,26 @@ def word_problem_rows(count: int, seed: int, operations: tuple[int, ...] = (1,))
     return [word_problem(rng, rng.choice(operations)) for _ in range(count)]
 
 
-def save_word_problems(directory: str | Path, train: int = 256, heldout: int = 500) -> Path:
-    """Write `problems.jsonl` (to sample pairs from) and `heldout.jsonl` (other problems, to evaluate on)."""
+def save_word_problems(
+    directory: str | Path, train: int = 256, heldout: int = 500, operations: tuple[int, ...] = (1,)
+) -> Path:
+    """Write `problems.jsonl` (to sample pairs from) and `heldout.jsonl` (other problems, to evaluate on), each
+    problem of a number of operations drawn from `operations`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    write_jsonl(word_problem_rows(train, seed=0), directory / "problems.jsonl")
-    write_jsonl(word_problem_rows(heldout, seed=1), directory / "heldout.jsonl")
+    write_jsonl(word_problem_rows(train, seed=0, operations=operations), directory / "problems.jsonl")
+    write_jsonl(word_problem_rows(heldout, seed=1, operations=operations), directory / "heldout.jsonl")
     return directory
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write problems.jsonl and heldout.jsonl of word problems.")
+    parser.add_argument("directory")
+    parser.add_argument("--train", type=int, default=256, help="problems to sample pairs from")
+    parser.add_argument("--heldout", type=int, default=500, help="other problems, to evaluate on")
+    parser.add_argument("--operations", type=int, nargs="+", default=[1], choices=[1, 2, 3],
+                        help="operations per problem, drawn from these (repeat one to weigh it)")
+    args = parser.parse_args()
+    print(save_word_problems(args.directory, args.train, args.heldout, tuple(args.operations)))
