@@ -303,6 +303,20 @@ def test_cadpo_with_every_weight_one_is_adpo_step_for_step(tmp_path, quickstart,
         assert actual["adpo/rejected_weight_mean"] == 1.0 and actual["adpo/rejected_weight_below_half"] == 0.0
 
 
+def test_a_rejected_weight_of_exactly_one_half_is_not_counted_below_half(tmp_path, quickstart, critical_models, monkeypatch):
+    rows = preference_rows(8, seed=23)
+    # p_ce = 0.5 everywhere: every rejected weight 1 - p_ce is exactly 0.5, which is not below one half
+    monkeypatch.setattr(
+        "trl_adpo.critical_models.contrastive_token_probs", lambda *args, **kwargs: torch.full(args[5].shape, 0.5)
+    )
+    trainer = cadpo_trainer(tmp_path, quickstart, critical_models, rows, ref_model=False,
+                            policy=AutoModelForCausalLM.from_pretrained(quickstart / "model"))
+    trainer.train()
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert logged and all(e["adpo/rejected_weight_mean"] == 0.5 for e in logged)
+    assert all(e["adpo/rejected_weight_below_half"] == 0.0 for e in logged)
+
+
 def test_logged_rewards_are_dpos_unweighted_rewards(tmp_path, quickstart, critical_models):
     """`rewards/*` are beta times the summed log-ratio, as DPO's and as documented, on both TRL lines: a cADPO run logs
     at its first step what the same run without weights logs (the weights change the loss, never the rewards)."""

@@ -297,6 +297,17 @@ def test_segment_statistics():
     assert out.segment_margin_sum.tolist() == [2.5]
 
 
+
+def test_a_tied_segment_is_no_win():
+    """A segment whose chosen and rejected rewards are equal (a shared prefix token, two segments scored alike)
+    counts as no win in `segment_wins` (and so in `adpo/segment_accuracy`), though it counts as a segment."""
+    one = torch.ones(1, 4, dtype=torch.bool)
+    chosen = torch.tensor([[0.7, 0.7, 1.0, -1.0]])
+    rejected = torch.tensor([[0.7, 0.7, 0.0, 0.0]])
+    out = adpo_loss(chosen, rejected, one, one, beta=1.0, granularity="static", window_size=1)
+    assert out.feedback_length.tolist() == [4]
+    assert out.segment_wins.tolist() == [1]  # the two ties and the loss are no wins
+
 @settings(max_examples=60, deadline=None)
 @given(
     lengths=st.lists(st.tuples(st.integers(1, 40), st.integers(1, 40)), min_size=1, max_size=5),

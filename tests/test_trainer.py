@@ -114,6 +114,22 @@ def test_padding_batch_composition_and_order_never_change_a_pairs_loss(
     torch.testing.assert_close(beside_long_rows, together[:3], rtol=1e-5, atol=1e-6)
 
 
+def test_the_mean_segment_reduction_divides_each_pairs_loss_by_its_segments(tmp_path, load, tokenizer, reference_model_dir, make_dataset):
+    max_length, mode = 14, "keep_start"
+    trainer = ADPOTrainer(
+        load(), ref_model=load(reference_model_dir),
+        args=adpo_config(tmp_path, beta=0.5, max_length=max_length, truncation_mode=mode, granularity="static",
+                         window_size=2, segment_reduction="mean"),
+        processing_class=tokenizer, train_dataset=make_dataset(8, seed=5),
+    )
+    rows = [trainer.train_dataset[i] for i in range(8)]
+    expected, margins = oracle_losses(load(), load(reference_model_dir), rows, max_length, mode, beta=0.5,
+                                      granularity="static", k=2, reduction="mean")
+    assert any(len(m) > 1 for m in margins)  # pairs of several segments, where mean and sum differ
+    torch.testing.assert_close(batch_losses(trainer, rows).double(), torch.tensor(expected, dtype=torch.float64),
+                               rtol=1e-4, atol=1e-6)
+
+
 # --- TRL's DPOTrainer as the oracle ---------------------------------------------------------------------------
 
 
@@ -395,7 +411,7 @@ REJECTED = [
     (dict(rpo_alpha=-1.0), "rpo_alpha must be a finite number >= 0"),
     (dict(beta=float("inf")), "beta=inf is not a finite number"),
     (dict(learning_rate=float("nan")), "learning_rate=nan is not a finite number"),
-    (dict(use_liger_kernel=True), "use_liger_kernel=True is not supported"),
+    *([(dict(use_liger_kernel=True), "use_liger_kernel=True is not supported")] if ON_TRL028 else []),
     (dict(ld_alpha=0.5), "ld_alpha=0.5 is not supported"),
     (dict(use_weighting=True), "use_weighting=True is not supported"),
     (dict(padding_free=True), "padding_free=True is not supported"),

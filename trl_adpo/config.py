@@ -5,33 +5,36 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
+import trl
+from packaging.version import Version
 from trl import DPOConfig
 
 from .critical_tokens import check_gamma
+from .files import SECRET_OPTIONS
 from .objective import REDUCTIONS
 from .segmentation import DEFAULT_NUM_SEGMENTS, DEFAULT_WINDOW_SIZE, FAMILIES, check_granularity, check_step_pattern
 
 GRANULARITIES = (*FAMILIES, "step")
 DEFAULT_STEP_DELIMITER = "\n"
 
-SECRET_OPTIONS = ("hub_token",)
-"""Options that hold credentials: masked wherever the config is written (`ADPOConfig.__getstate__`, the run's
-training_config.yaml)."""
 
 LOSS_TERMS = ("sigmoid", "sft")
 """The DPO loss types ADPOConfig takes: "sigmoid", replaced by the ADPO loss, and "sft", the chosen completions' NLL
 term of RPO (Pang et al. 2024), which the ADPO loss may be combined with."""
 
 # DPOConfig options that change the loss or the forward pass in ways ADPO does not define: the values that leave them
-# off (None is DPOConfig's "not set"), and why.
+# off (None is DPOConfig's "not set"), and why. An option's enum value counts as its value (FDivergenceType.REVERSE_KL
+# is "reverse_kl"). On TRL 1.x `use_liger_kernel` applies Liger's layer kernels only (TRL computes the log-probs
+# itself), which ADPO does not mind: it is refused on TRL 0.28 alone (`UNSUPPORTED_ON_TRL028`).
 UNSUPPORTED_OPTIONS = {
     "f_divergence_type": (("reverse_kl",), "ADPO is derived for the reverse-KL constraint"),
     "reference_free": ((None, False), "ADPO needs per-token reference log-probs"),
-    "use_liger_kernel": ((False,), "the Liger fused DPO loss only returns summed log-probs"),
+    "use_liger_kernel": ((False,), "TRL 0.28's Liger fused DPO loss only returns summed log-probs"),
     "use_weighting": ((False,), "WPO weighting is defined on whole sequences"),
     "ld_alpha": ((None,), "length desensitization (LD-DPO) reweights summed log-probs"),
     "padding_free": ((False,), "padding-free batches are not supported by ADPOTrainer"),
 }
+UNSUPPORTED_ON_TRL028 = ("use_liger_kernel",)
 
 
 @dataclass
@@ -151,16 +154,27 @@ class ADPOConfig(DPOConfig):
                 f"ADPOConfig: truncation_mode must be 'keep_start' or 'keep_end', got {self.truncation_mode!r}."
             )
         self._check_loss_terms()
+        self._check_training_length()
+        trl028 = Version(trl.__version__) < Version("0.29")
         for name, (allowed, reason) in UNSUPPORTED_OPTIONS.items():
-            if not hasattr(self, name):  # an option of another TRL line
+            if not hasattr(self, name) or (name in UNSUPPORTED_ON_TRL028 and not trl028):  # another line's option
                 continue
             value = getattr(self, name)
-            if value not in allowed:
+            if getattr(value, "value", value) not in allowed:
                 raise ValueError(
                     f"ADPOConfig: {name}={value!r} is not supported ({reason}). Leave {name} unset "
                     f"(its default is {allowed[-1]!r})."
                 )
-        super().__post_init__()
+        try:
+            super().__post_init__()
+        except ValueError as error:
+            if "bf16" in str(error) and self.bf16:
+                raise ValueError(
+                    "ADPOConfig: bf16=True (TRL 1.x's default) needs a GPU with bfloat16, and this machine has none "
+                    f"({error}). On a CPU train in float32: --bf16 false on the command line, bf16: false in a YAML "
+                    "config, ADPOConfig(..., bf16=False) in Python."
+                ) from None
+            raise
 
     def __getstate__(self) -> dict:
         """The state that pickling saves (`training_args.bin` in the output directory and in every checkpoint, which
@@ -182,6 +196,16 @@ class ADPOConfig(DPOConfig):
                     "update non-finite, and the model saved would be useless. Give a finite value."
                 )
 
+    def _check_training_length(self) -> None:
+        """Refuse a learning rate that is not positive and a run that would train no step at all."""
+        if not self.learning_rate > 0:
+            raise ValueError(f"ADPOConfig: learning_rate must be > 0, got {self.learning_rate!r} (DPO recipes use 5e-7 to 5e-5).")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ValueError(
+                f"ADPOConfig: max_steps={self.max_steps} and num_train_epochs={self.num_train_epochs} train no step: the "
+                "run would save the untouched model as its result. Give num_train_epochs > 0 or max_steps > 0."
+            )
+
     def _check_loss_terms(self) -> None:
         """The loss is ADPO's, optionally plus the chosen completions' NLL term: `loss_type` "sigmoid" or ["sigmoid",
         "sft"] with `loss_weights` (both TRL lines), or, on TRL 0.28, `rpo_alpha`."""
@@ -201,6 +225,12 @@ class ADPOConfig(DPOConfig):
             if not all(math.isfinite(w) and w >= 0 for w in self.loss_weights):
                 raise ValueError(f"ADPOConfig: loss_weights={self.loss_weights!r}: each weight must be a finite number >= 0.")
         rpo_alpha = getattr(self, "rpo_alpha", None)  # TRL 0.28's spelling of the NLL term
+        if "sft" in loss_types and self.loss_weights is not None and self.loss_weights[loss_types.index("sft")] == 0:
+            # a zero weight is no NLL term: train as plain ADPO (TRL 0.28 would look for an NLL it never computed)
+            self.loss_weights = [w for t, w in zip(loss_types, self.loss_weights) if t != "sft"]
+            self.loss_type = "sigmoid" if isinstance(self.loss_type, str) else ["sigmoid"]
+        if rpo_alpha == 0:
+            self.rpo_alpha = rpo_alpha = None
         if rpo_alpha is not None:
             if "sft" in loss_types:
                 raise ValueError(

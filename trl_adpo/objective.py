@@ -63,7 +63,8 @@ class ADPOLossOutput:
 
     @property
     def segment_wins(self) -> torch.Tensor:
-        """``(B,)`` number of segments whose chosen reward exceeds the rejected one (no gradient)."""
+        """``(B,)`` number of segments whose chosen reward is strictly above the rejected one (no gradient). A tie (a
+        segment both completions share, or two segments scored alike) is no win."""
         wins = (self.chosen_rewards > self.rejected_rewards) & self.segment_mask
         return wins.sum(dim=1)
 

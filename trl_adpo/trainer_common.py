@@ -24,6 +24,7 @@ from .config import ADPOConfig
 from .critical_models import CriticalTokenModels
 from .data import scored_completion_spans
 from .objective import ADPOLossOutput, adpo_loss
+from .files import write_atomically
 from .report.plots import PLOT_FILE
 from .segmentation import step_segment_ids
 
@@ -154,8 +155,14 @@ def with_step_columns(dataset: Dataset, processing_class, args: ADPOConfig, name
 
     `suffix` ends the token-id columns: `_input_ids` on TRL 0.28, `_ids` on TRL 1.x.
     """
-    if args.granularity != "step" or not isinstance(dataset, Dataset):
+    if args.granularity != "step":
         return dataset
+    if not isinstance(dataset, Dataset):
+        raise ValueError(
+            f"granularity='step' cuts each row into reasoning steps once, before training, which needs a map-style "
+            f"`datasets.Dataset`; the {name} dataset is a {type(dataset).__name__}. Load it without streaming, or "
+            "choose the static or adaptive granularity."
+        )
     tokenizer = getattr(processing_class, "tokenizer", processing_class)
 
     def add_steps(row: dict[str, Any]) -> dict[str, list[int]]:
@@ -244,6 +251,18 @@ class ADPOTrainerMixin:
                 "trl_adpo.ADPOConfig(...): it takes the same options plus the ADPO granularity."
             )
         return args
+
+    @staticmethod
+    def _check_reference_vocabulary(model, ref_model) -> None:
+        """Refuse a `ref_model` whose vocabulary size differs from the policy's: their log-probs of one token id would
+        be of different tokens (`trl-adpo train` also compares the two tokenizers)."""
+        sizes = [getattr(getattr(m, "config", None), "vocab_size", None) for m in (model, ref_model)]
+        if None not in sizes and sizes[0] != sizes[1]:
+            raise ValueError(
+                f"The reference model has a vocabulary of {sizes[1]} tokens and the policy one of {sizes[0]}: a "
+                "reference must score the policy's token ids, so it needs the policy's tokenizer. Give a reference "
+                "of the same family (or none: the policy's starting weights)."
+            )
 
     def _refuse_unsupported_models(self, is_encoder_decoder: bool, is_vision: bool) -> None:
         if is_encoder_decoder or is_vision:
@@ -546,4 +565,4 @@ class ADPOTrainerMixin:
         if args.critical_tokens:
             section += ["Cite cDPO's contrastive estimation as:", "", "```bibtex", CDPO_CITATION, "```", ""]
         card = Path(args.output_dir) / "README.md"
-        card.write_text(card.read_text() + "\n".join(section))
+        write_atomically(card, card.read_text() + "\n".join(section))

@@ -50,6 +50,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
     _last_nll: torch.Tensor | None = None
 
     def __init__(self, model, ref_model=None, args: ADPOConfig | None = None, data_collator=None, **kwargs):
+        self._check_reference_vocabulary(model, ref_model)
         args = self._adpo_args(model, args)
         if kwargs.get("peft_config") is not None:
             # TRL 0.28 creates the LoRA adapters before Trainer seeds: seed first, so that they start the same in every

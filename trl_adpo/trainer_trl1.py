@@ -59,6 +59,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
     """
 
     def __init__(self, model, ref_model=None, args: ADPOConfig | None = None, data_collator=None, **kwargs):
+        self._check_reference_vocabulary(model, ref_model)
         super().__init__(model, ref_model, self._adpo_args(model, args), data_collator, **kwargs)
         self._refuse_unsupported_models(getattr(self.model.config, "is_encoder_decoder", False), self._is_vision_dataset)
         self.data_collator = PerTokenCollator(self.data_collator)
@@ -70,8 +71,9 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         TRL drops the rows whose prompt alone fills `max_length`; ADPO refuses them instead, by their row number.
         """
         dataset = without_per_token_columns(dataset, dataset_name)
-        if not isinstance(dataset, Dataset):
-            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        if not isinstance(dataset, Dataset):  # streamed: no row checks (step granularity is refused)
+            dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            return with_step_columns(dataset, processing_class, args, dataset_name, "_ids")
         check_preference_dataset(dataset, dataset_name)
         rows = len(dataset)
         dataset = super()._prepare_dataset(

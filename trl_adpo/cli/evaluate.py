@@ -22,7 +22,8 @@ from trl_adpo.cli.parsing import ConfigParser
 from trl_adpo.pipeline.evaluation import Evaluation, score
 from trl_adpo.pipeline.generation import GenerationArguments, generate_batches, load_for_generation
 from trl_adpo.pipeline.grading import Grader
-from trl_adpo.pipeline.io import check_model_source, write_atomically
+from trl_adpo.files import OutputLock, refuse_output_among_inputs, write_atomically
+from trl_adpo.pipeline.io import check_model_source
 from trl_adpo.pipeline.problems import ProblemSource, load_problems
 from trl_adpo.pipeline.sampling import check_sampling
 
@@ -38,6 +39,15 @@ def run(source: ProblemSource, generation: GenerationArguments, output: Evaluati
     if generation.model_name_or_path is None:
         raise ValueError("model_name_or_path is not set: give the model to evaluate.")
     problems, task, verifier = load_problems(source)
+    refuse_output_among_inputs({"output": output.output}, {"dataset_name": source.dataset_name,
+                                                           "model_name_or_path": generation.model_name_or_path})
+    with OutputLock(output.output, "output"):
+        return evaluate(problems, task, verifier, generation, source, output)
+
+
+def evaluate(problems, task, verifier, generation: GenerationArguments, source: ProblemSource,
+             output: EvaluationOutput) -> Evaluation:
+    """`run` once its options, data and output are checked."""
     model, tokenizer = load_for_generation(generation.model_name_or_path, generation.dtype)
     stop = generation.stop if generation.stop is not None else task.stop
     completions: list[list[str]] = [[] for _ in problems]
@@ -63,6 +73,12 @@ def run(source: ProblemSource, generation: GenerationArguments, output: Evaluati
 def make_parser() -> ConfigParser:
     return ConfigParser((ProblemSource, GenerationArguments, EvaluationOutput), prog="trl-adpo evaluate",
                         dataset_split="test")
+
+
+def interrupted(argv: list[str]) -> str:
+    """What an interrupted `trl-adpo evaluate` leaves (`trl_adpo.cli.main` prints it)."""
+    output = make_parser().parse(argv)[2].output
+    return f"Nothing was written ({output} is written whole at the end, and an earlier one is left as it was): run it again."
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trl_adpo.cli.parsing import ConfigParser
+from trl_adpo.files import write_atomically
 from trl_adpo.pipeline.io import check_model_source
 from trl_adpo.report.inspector import Granularity, PairReport, inspect_pair, to_html, to_text
 
@@ -120,11 +121,10 @@ def run(args: InspectArguments, granularity: Granularity) -> PairReport:
         weight_chosen_tokens=args.weight_chosen_tokens,
     )
     print(to_text(report))
-    Path(args.html).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.html).write_text(to_html(report), encoding="utf-8")
+    write_atomically(args.html, to_html(report))
     print(f"\nWrote {Path(args.html).resolve()}")
     if args.json is not None:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=1))
+        write_atomically(args.json, json.dumps(report.to_dict(), indent=1))
         print(f"Wrote {Path(args.json).resolve()}")
     return report
 

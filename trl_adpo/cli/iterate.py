@@ -33,11 +33,12 @@ import gc
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
 
-from trl_adpo.cli.parsing import plain_help
+from trl_adpo.cli.parsing import load_yaml, plain_help
 from trl_adpo.critical_models import adapter_base
 from trl_adpo.pipeline.rounds import (
     PLOT_FILE,
@@ -48,7 +49,7 @@ from trl_adpo.pipeline.rounds import (
     round_rows,
     round_table,
 )
-from trl_adpo.pipeline.io import write_atomically
+from trl_adpo.files import SECRET_OPTIONS, OutputLock, write_atomically
 
 STAGES = ("sample", "pairs", "train", "evaluate")
 SET_BY_ITERATE = {
@@ -72,10 +73,9 @@ def load_config(path: Path, rounds: int | None) -> dict:
     """The iterate config of `path`, with `rounds` overridden when given, checked (`check_config`)."""
     if not path.is_file():
         raise FileNotFoundError(f"--config: the file {str(path)!r} does not exist.")
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error}).") from None
+    config = load_yaml(path) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: an iterate config holds `key: value` lines and sections, not a {type(config).__name__}.")
     if rounds is not None:
         config["rounds"] = rounds
     return check_config(config, str(path))
@@ -107,25 +107,53 @@ def check_config(config: dict, path: str) -> dict:
     return config
 
 
+def without_secrets(section: dict) -> dict:
+    """A stage's options without the credentials (`SECRET_OPTIONS`), which no written file may hold."""
+    return {key: value for key, value in section.items() if key not in SECRET_OPTIONS}
+
+
+def masked(config: dict) -> dict:
+    """`config` with each stage's credentials replaced by a placeholder, as progress.json records it."""
+    return {key: ({k: f"<{k.upper()}>" if k in SECRET_OPTIONS and v else v for k, v in value.items()}
+                  if key in STAGES else value) for key, value in config.items()}
+
+
 class Run:
-    """One iterate run: its directory, config and progress, and the stages it runs."""
+    """One iterate run: its directory, config and progress, and the stages it runs.
+
+    Every stage's options are checked before the run claims its `output_dir`, so that a config refused for a bad
+    option leaves nothing behind; the run then holds a lock beside `output_dir` (`OUTPUT_DIR.lock`) while it works.
+    Credentials (`hub_token`) are passed to the stages on their command lines, never written to the run's files.
+    """
 
     def __init__(self, config: dict, config_name: str):
         self.config = config
         self.output_dir = Path(config["output_dir"])
-        self.progress = Progress.open(self.output_dir, config, config_name)
-        config_dir = self.output_dir / "config"
-        config_dir.mkdir(exist_ok=True)
-        for stage in STAGES:  # each stage's options, as its command reads them, checked before any work
-            (config_dir / f"{stage}.yaml").write_text(yaml.safe_dump(config[stage], sort_keys=False))
-            try:
-                self._parse(stage, self._paths(stage, 1, str(config["model_name_or_path"])))
-            except (ValueError, FileNotFoundError) as error:
-                raise ValueError(f"{config_name}, section {stage}: {error}") from None
+        with tempfile.TemporaryDirectory() as scratch:  # each stage's options, as its command reads them
+            for stage in STAGES:
+                try:
+                    self._parse(stage, self._paths(stage, 1, str(config["model_name_or_path"])), Path(scratch))
+                except (ValueError, FileNotFoundError) as error:
+                    raise ValueError(f"{config_name}, section {stage}: {error}") from None
+        self.lock = OutputLock(self.output_dir, "output_dir").__enter__()
+        try:
+            self.progress = Progress.open(self.output_dir, masked(config), config_name)
+        except BaseException:
+            self.lock.__exit__()
+            raise
 
-    def _parse(self, stage: str, paths: list[str]) -> tuple:
-        config = self.output_dir / "config" / f"{stage}.yaml"
-        return stage_command(stage).make_parser().parse(["--config", str(config), *paths])
+    def _parse(self, stage: str, paths: list[str], config_dir: Path | None = None) -> tuple:
+        """The parsed options of `stage`: its section (written to `config_dir`, by default the run's config/) and the
+        round's `paths`."""
+        config_dir = config_dir or self.output_dir / "config"
+        config = config_dir / f"{stage}.yaml"
+        section = self.config[stage]
+        write_atomically(config, yaml.safe_dump(without_secrets(section), sort_keys=False))
+        secrets = [part for key in SECRET_OPTIONS if section.get(key) for part in (f"--{key}", str(section[key]))]
+        return stage_command(stage).make_parser().parse(["--config", str(config), *paths, *secrets])
+
+    def close(self) -> None:
+        self.lock.__exit__()
 
     def _round_dir(self, r: int) -> Path:
         return self.output_dir / f"round-{r}"
@@ -219,22 +247,42 @@ def run(config: dict, config_name: str = "the iterate config") -> list[dict]:
     """Run (or resume) the rounds of `config` (see the module docstring); returns the per-round rows."""
     config = check_config(dict(config), config_name)
     iteration = Run(config, config_name)
-    if adapter_base(str(config["model_name_or_path"])) is not None:
-        iteration.merge(0, Path(config["model_name_or_path"]))
-    if config["evaluate_start"]:
-        iteration.evaluate(0)
-    for r in range(1, config["rounds"] + 1):
-        iteration.round(r)
-        print(f"\nAfter round {r} of {config['rounds']}:\n{iteration.report()}", flush=True)
-    print(f"\nAccuracy per round: {(iteration.output_dir / PLOT_FILE).resolve()}")
-    return round_rows(iteration.progress, config["rounds"])
+    try:
+        finished_before = len(iteration.progress.done)
+        if adapter_base(str(config["model_name_or_path"])) is not None:
+            iteration.merge(0, Path(config["model_name_or_path"]))
+        if config["evaluate_start"]:
+            iteration.evaluate(0)
+        for r in range(1, config["rounds"] + 1):
+            done = len(iteration.progress.done)
+            iteration.round(r)
+            if len(iteration.progress.done) > done:
+                print(f"\nAfter round {r} of {config['rounds']}:\n{iteration.report()}", flush=True)
+        if len(iteration.progress.done) == finished_before:
+            print(f"The run in {iteration.output_dir.resolve()} is complete: its {config['rounds']} round(s) were done "
+                  f"before (--rounds N with a larger N adds rounds).\n{iteration.report()}")
+        print(f"\nAccuracy per round: {(iteration.output_dir / PLOT_FILE).resolve()}")
+        return round_rows(iteration.progress, config["rounds"])
+    finally:
+        iteration.close()
 
 
-def main(argv: list[str] | None = None) -> None:
+def interrupted(argv: list[str]) -> str:
+    """What an interrupted `trl-adpo iterate` leaves, and how to go on (`trl_adpo.cli.main` prints it)."""
+    output_dir = load_config(make_parser().parse_args(argv).config, None)["output_dir"]
+    return (f"Its finished stages are recorded in {Path(output_dir) / 'progress.json'}, the stage it was in is not: the "
+            "same command goes on from that stage.")
+
+
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trl-adpo iterate", description=plain_help(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", required=True, type=Path, help="the iterate YAML file")
     parser.add_argument("--rounds", type=int, help="the number of rounds (overrides the file's; more continue a run)")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
     run(load_config(args.config, args.rounds), str(args.config))

@@ -5,12 +5,15 @@ Each subcommand is a module of `trl_adpo.cli` with a `main(argv)`; it is importe
 about an optional `kernels` package, deprecation warnings raised inside TRL, transformers and their stack, and
 torch's note that pinned memory needs an accelerator. The project's own warnings always show. Bad input (a
 `ValueError` or `FileNotFoundError`) ends the command with its message and exit status 1, without a traceback
-unless `TRL_ADPO_TRACEBACK=1` is set; so does a training run stopped by a non-finite loss (`FloatingPointError`).
+unless `TRL_ADPO_TRACEBACK=1` is set; so does a training run stopped by a non-finite loss (`FloatingPointError`),
+and a write that finds the disk full. Ctrl-C ends a command with exit status 130 and one line saying what it left
+and how to go on (each subcommand module's `interrupted(argv)`).
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
 import importlib
 import logging
 import os
@@ -81,17 +84,35 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(SUBCOMMANDS[name][0])
     try:
         return module.main(argv[1:]) or 0
+    except KeyboardInterrupt:  # Ctrl-C: where things stand and how to go on, in one line
+        hint = getattr(module, "interrupted", lambda argv: "")(argv[1:])
+        print(f"\ntrl-adpo {name}: interrupted. {hint}".rstrip(), file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, FloatingPointError) as error:  # bad input, a diverged run: what and where
         if os.environ.get("TRL_ADPO_TRACEBACK"):
             raise
         print(f"trl-adpo {name}: error: {error}\n(TRL_ADPO_TRACEBACK=1 shows the traceback)", file=sys.stderr)
         return 1
-    except OSError as error:  # a model the Hub does not have or cannot be reached for, a full disk: its first line
-        if os.environ.get("TRL_ADPO_TRACEBACK"):
+    except Exception as error:  # a full disk, a model the Hub does not have or cannot be reached for: its first line
+        if os.environ.get("TRL_ADPO_TRACEBACK") or not (isinstance(error, OSError) or disk_full(error)):
             raise
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if disk_full(error):
+            first_line = (f"the disk is full: a file could not be written ({first_line[:200]}). Free some space and run "
+                          "the command again; files written whole before are kept (a run resumes from its last "
+                          "complete checkpoint with --resume_from_checkpoint true).")
         print(f"trl-adpo {name}: error: {first_line}\n(TRL_ADPO_TRACEBACK=1 shows the traceback)", file=sys.stderr)
         return 1
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether `error` says a write failed for want of space: an OSError (ENOSPC), torch's writer failing, or the
+    safetensors writer's storage error."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    text = str(error)
+    return any(sign in text for sign in ("No space left on device", "StorageFull", "os error 28",
+                                         "PytorchStreamWriter failed writing"))
 
 
 if __name__ == "__main__":

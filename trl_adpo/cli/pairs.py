@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trl_adpo.cli.parsing import ConfigParser
+from trl_adpo.files import refuse_output_among_inputs
 from trl_adpo.pipeline.io import read_jsonl, row_location, write_jsonl
 from trl_adpo.pipeline.pairs import PairSummary, critical_training_samples, select_pairs
 from trl_adpo.pipeline.samples import SAMPLE_COLUMNS
@@ -42,6 +43,8 @@ def run(args: PairArguments) -> PairSummary:
     path = Path(args.samples)
     if not path.is_file():
         raise FileNotFoundError(f"samples: the file {args.samples!r} does not exist.")
+    refuse_output_among_inputs({"output": args.output, "critical_samples": args.critical_samples},
+                               {"samples": args.samples})
     samples = read_jsonl(path)
     for row_number, row in enumerate(samples):
         missing = [column for column in ("problem_id", *SAMPLE_COLUMNS, "answer") if column not in row]

@@ -16,6 +16,37 @@ def plain_help(docstring: str) -> str:
     return "\n".join(line for line in docstring.strip().splitlines() if not line.startswith("```"))
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice, on line {seen[key] + 1} and on line "
+                    f"{key_node.start_mark.line + 1}: keep one", key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(path: Path):
+    """The YAML document of `path`; `ValueError` naming the file and the line of a syntax error or a repeated key
+    (with the line an unclosed bracket or quote opened on)."""
+    try:
+        return yaml.load(path.read_text(), Loader=UniqueKeyLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        context, opened = getattr(error, "context", None), getattr(error, "context_mark", None)
+        if context and opened is not None and (mark is None or opened.line != mark.line):
+            problem += f"; {context} on line {opened.line + 1}"
+        raise ValueError(f"{path}{line}: not valid YAML ({problem}). Fix that line.") from None
+
+
 class ConfigParser(TrlParser):
     """`TrlParser` over `dataclass_types` for the command `prog`, with command-specific `defaults`.
 
@@ -45,23 +76,23 @@ class ConfigParser(TrlParser):
     def check_config_keys(self, path: Path) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"--config: the file {str(path)!r} does not exist.")
-        try:
-            config = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            line = f", line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-            raise ValueError(f"{path}{line}: not valid YAML ({problem}). Fix that line.") from None
+        config = load_yaml(path) or {}
         if not isinstance(config, dict):
             raise ValueError(f"{path}: a config file holds `option: value` lines, not a {type(config).__name__}.")
-        known = {f.name for dataclass_type in self.dataclass_types_ for f in fields(dataclass_type)} | {"env"}
+        options = {f.name: f for dataclass_type in self.dataclass_types_ for f in fields(dataclass_type)}
+        known = set(options) | {"env"}
         names = ", ".join(dataclass_type.__name__ for dataclass_type in self.dataclass_types_)
-        for key in config:
+        for key, value in config.items():
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise ValueError(
                     f"{path}: unknown key {key!r}: it is no option of {names}.{hint} `{self.prog} --help` lists them."
+                )
+            if isinstance(value, bool) and key in options and "bool" not in str(options[key].type):
+                raise ValueError(
+                    f"{path}: {key} is read by YAML as the boolean {str(value).lower()} (an unquoted no, yes, off or on "
+                    f"is one), but {key} takes text: quote the value, e.g. {key}: \"no\"."
                 )
 
     def parse(self, argv: list[str]) -> tuple:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trl_adpo.cli.parsing import ConfigParser
+from trl_adpo.files import OutputLock, refuse_output_among_inputs
 from trl_adpo.pipeline.io import check_model_source
 from trl_adpo.pipeline.generation import GenerationArguments, generate_batches, load_for_generation
 from trl_adpo.pipeline.grading import Grader
@@ -50,7 +51,9 @@ def run(source: ProblemSource, generation: GenerationArguments, output: SampleOu
         "max_new_tokens": generation.max_new_tokens, "stop": list(stop), "template": task.template,
         "num_shots": task.shots, "chat": source.chat, "dtype": generation.dtype, "verifier": task.verifier,
     }
-    with Grader(verifier) as grader:
+    refuse_output_among_inputs({"output": output.output}, {"dataset_name": source.dataset_name,
+                                                           "model_name_or_path": generation.model_name_or_path})
+    with OutputLock(output.output, "output"), Grader(verifier) as grader:
         summary = sample_solutions(
             problems, batches, grader, Path(output.output), n=generation.n, seed=generation.seed, record=record
         )
@@ -60,6 +63,13 @@ def run(source: ProblemSource, generation: GenerationArguments, output: SampleOu
 
 def make_parser() -> ConfigParser:
     return ConfigParser((ProblemSource, GenerationArguments, SampleOutput), prog="trl-adpo sample", n=8, temperature=1.0)
+
+
+def interrupted(argv: list[str]) -> str:
+    """What an interrupted `trl-adpo sample` leaves, and how to go on (`trl_adpo.cli.main` prints it)."""
+    output = make_parser().parse(argv)[2].output
+    return (f"The samples written so far are in {output} (a problem with some of its samples is sampled again): "
+            "the same command resumes it.")
 
 
 def main(argv: list[str] | None = None) -> None:

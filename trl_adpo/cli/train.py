@@ -18,12 +18,13 @@ Every option of `ADPOConfig` (TRL's `DPOConfig` plus the granularity), TRL's `Mo
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -36,14 +37,17 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from trl_adpo.cli.parsing import ConfigParser
-from trl_adpo.config import SECRET_OPTIONS, ADPOConfig
-from trl_adpo.examples.arithmetic import save_quickstart
+from trl_adpo.config import ADPOConfig
+from trl_adpo.critical_models import adapter_base
 from trl_adpo.data import BadRowError, check_preference_dataset
-from trl_adpo.pipeline.io import check_model_source, is_data_file, load_data, row_location
+from trl_adpo.examples.arithmetic import save_quickstart
+from trl_adpo.files import SECRET_OPTIONS, OutputLock, refuse_output_among_inputs, write_atomically
+from trl_adpo.pipeline.io import check_model_source, is_data_file, load_data, readable_weights, row_location
 from trl_adpo.report.plots import PLOT_FILE, has_metrics, plot_training_dynamics
 from trl_adpo.report.progress import use_compact_progress
 from trl_adpo.report.summary import eval_summary
 from trl_adpo.trainer import ADPOTrainer
+from trl_adpo.trainer_common import resolve_checkpoint
 
 @dataclass
 class ScriptArguments:
@@ -133,13 +137,18 @@ def earlier_run(output_dir: Path) -> list[str]:
     return found + sorted(c.name for c in output_dir.glob("checkpoint-*") if c.is_dir())
 
 
-def check_output_dir(script_args: ScriptArguments, training_args: ADPOConfig) -> None:
-    """Refuse to train over an earlier run in output_dir unless resuming it or asked to overwrite it; when asked,
-    remove that run's model, state and checkpoints first, so that no stale checkpoint is left beside the new run."""
+def resuming(training_args: ADPOConfig) -> bool:
+    return training_args.resume_from_checkpoint not in (None, False, "", "false", "False")
+
+
+def check_output_dir(script_args: ScriptArguments, training_args: ADPOConfig) -> list[str]:
+    """Refuse to train over an earlier run in output_dir unless resuming it or asked to replace it; the earlier run's
+    files and checkpoints to replace (none when resuming or when there is no earlier run). Nothing is removed here:
+    `replacing` moves them aside only once training starts, and puts them back if it fails."""
     output_dir = Path(training_args.output_dir)
     found = earlier_run(output_dir)
-    if not found or training_args.resume_from_checkpoint not in (None, False, "", "false", "False"):
-        return
+    if not found or resuming(training_args):
+        return []
     if not script_args.overwrite_output_dir:
         raise ValueError(
             f"output_dir {str(output_dir)!r} already holds a run ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''}): "
@@ -147,14 +156,99 @@ def check_output_dir(script_args: ScriptArguments, training_args: ADPOConfig) ->
             "another output_dir, resume that run with --resume_from_checkpoint true, or replace it with "
             "--overwrite_output_dir true."
         )
+    return [name for name in [*RUN_FILES, *(c.name for c in output_dir.glob("checkpoint-*"))] if (output_dir / name).exists()]
+
+
+def check_not_finished(training_args: ADPOConfig) -> None:
+    """Refuse to resume a run that has nothing left to train: its newest checkpoint is at its last step."""
+    if not resuming(training_args):
+        return
+    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    planned = training_args.max_steps if training_args.max_steps > 0 else state.get("max_steps", 0)
+    more_epochs = training_args.max_steps <= 0 and training_args.num_train_epochs > state.get("num_train_epochs", 0)
+    if state.get("global_step", 0) >= planned and not more_epochs:
+        raise ValueError(
+            f"resume_from_checkpoint: {checkpoint} is at step {state.get('global_step')} of {planned}: the run is "
+            "finished, there is nothing to resume, and it is left as it is. To train it longer, resume with a larger "
+            "max_steps (or num_train_epochs)."
+        )
+
+
+@contextmanager
+def replacing(output_dir: Path, earlier: list[str]) -> Iterator[None]:
+    """Keep output_dir from holding a run that looks finished but is not: an earlier run's files (`earlier`) are moved
+    aside while the new run trains and deleted once it has saved. If training or saving fails or is interrupted, the
+    new run's top-level files (a model cut short by the interruption) are removed and the earlier run is put back;
+    the new run's checkpoints stay when there was no earlier run, so that it can be resumed."""
     state = PartialState()
-    if state.is_main_process:
-        for checkpoint in output_dir.glob("checkpoint-*"):
-            shutil.rmtree(checkpoint)
-        for name in RUN_FILES:
-            (output_dir / name).unlink(missing_ok=True)
-        print(f"Overwriting the run in {output_dir.resolve()}: its model, state and checkpoints were removed.")
+    aside = output_dir.with_name(f".{output_dir.name}.replaced")
+    if earlier and state.is_main_process:
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.mkdir(parents=True)
+        for name in earlier:
+            os.replace(output_dir / name, aside / name)
     state.wait_for_everyone()
+    try:
+        yield
+    except BaseException:
+        if state.is_main_process:
+            new = [*RUN_FILES, *((c.name for c in output_dir.glob("checkpoint-*")) if earlier else ())]
+            for path in (output_dir / name for name in new):
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            for name in earlier:
+                os.replace(aside / name, output_dir / name)
+            if earlier:
+                aside.rmdir()
+                print(f"The earlier run in {output_dir.resolve()} was put back as it was.", file=sys.stderr)
+        raise
+    if earlier and state.is_main_process:
+        shutil.rmtree(aside)
+        print(f"Replaced the earlier run in {output_dir.resolve()}.")
+
+
+def interrupted(argv: list[str]) -> str:
+    """What an interrupted `trl-adpo train` leaves, and how to go on (`trl_adpo.cli.main` prints it)."""
+    try:
+        output_dir = Path(parse_args(argv)[1].output_dir)
+        checkpoint = resolve_checkpoint(True, str(output_dir))
+    except (ValueError, FileNotFoundError, SystemExit):
+        return ("No checkpoint was saved, and nothing in output_dir looks finished: run the same command to start "
+                "again.")
+    return (f"Its last checkpoint is {checkpoint}; nothing in output_dir looks finished. Resume with the same command "
+            "and --resume_from_checkpoint true.")
+
+
+REPORTERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",)}
+"""The experiment trackers `report_to` may name, and the packages any of which each needs."""
+
+
+def check_report_to(training_args: ADPOConfig) -> None:
+    """Refuse, naming what to install, a `report_to` tracker whose package is missing (before any work)."""
+    import importlib.util
+
+    wanted = training_args.report_to if isinstance(training_args.report_to, list) else [training_args.report_to]
+    for tracker in wanted:
+        packages = REPORTERS.get(tracker)
+        if packages and not any(importlib.util.find_spec(package) for package in packages):
+            extra = " (or pip install 'trl-adpo[tensorboard]')" if tracker == "tensorboard" else ""
+            raise ValueError(
+                f"report_to: {tracker} is not installed: pip install {packages[0]}{extra}, or set report_to to none."
+            )
+
+
+def check_tokenizers_match(policy: str, reference: str | None) -> None:
+    """Refuse a reference model whose tokenizer differs from the policy's (another vocabulary or other token ids)."""
+    if reference is None or not Path(reference).is_dir() or not any(Path(reference).glob("tokenizer*")):
+        return
+    ours, theirs = (AutoTokenizer.from_pretrained(name).get_vocab() for name in (policy, reference))
+    if ours != theirs:
+        differing = len(set(ours.items()) ^ set(theirs.items()))
+        raise ValueError(
+            f"ref_model_name_or_path: the tokenizer of {reference!r} differs from the policy's ({len(theirs)} against "
+            f"{len(ours)} tokens, {differing} (token, id) pairs not shared): a reference must score the policy's "
+            "token ids. Give a reference of the policy's family, or none (the policy's starting weights)."
+        )
 
 
 @contextmanager
@@ -202,7 +296,9 @@ def load_model(model_args: ModelConfig, trust_code: bool, name: str | None = Non
         # quantized weights go to this process's GPU; on a machine without one they stay on the CPU
         device_map = {"": PartialState().local_process_index} if torch.cuda.is_available() else None
         kwargs.update(quantization_config=quantization_config, device_map=device_map)
-    return AutoModelForCausalLM.from_pretrained(name or model_args.model_name_or_path, **kwargs)
+    name = name or model_args.model_name_or_path
+    with readable_weights(name, "ref_model_name_or_path" if name != model_args.model_name_or_path else "model_name_or_path"):
+        return AutoModelForCausalLM.from_pretrained(name, **kwargs)
 
 
 FSDP_FALLBACK = (
@@ -244,23 +340,37 @@ def save_run_config(path: Path, *configs) -> None:
         f"# Every resolved option of this run (credentials left empty). To train it again:\n"
         f"#   trl-adpo train --config {path.name} --output_dir OTHER_DIR\n"
     )
-    path.write_text(header + yaml.safe_dump(resolved, sort_keys=False, default_flow_style=False))
+    write_atomically(path, header + yaml.safe_dump(resolved, sort_keys=False, default_flow_style=False))
 
 
 def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: ModelConfig) -> ADPOTrainer:
-    """Load the model, tokenizer and data, train, evaluate, save (and push); returns the trainer."""
+    """Check everything, load the model, tokenizer and data, train, evaluate, save (and push); returns the trainer.
+
+    While it works, the run holds a lock beside output_dir (`OUTPUT_DIR.lock`): a second run into the same output_dir
+    is refused."""
     check_hub_login(training_args)
-    check_output_dir(script_args, training_args)
+    check_report_to(training_args)
     if script_args.quickstart_dir:
         save_quickstart(script_args.quickstart_dir)
     if model_args.model_name_or_path is None:
         raise ValueError("model_name_or_path is not set: give a Hub model name or a local model directory.")
+    inputs = {}
     for option in ("model_name_or_path", "ref_model_name_or_path", "positive_model", "negative_model"):
         owner = next(c for c in (model_args, script_args, training_args) if hasattr(c, option))
         check_model_source(getattr(owner, option), option)
+        inputs[option] = getattr(owner, option)
+    inputs.update(dataset_name=script_args.dataset_name, eval_dataset_name=script_args.eval_dataset_name)
+    refuse_output_among_inputs({"output_dir": training_args.output_dir}, inputs)
     if Path(model_args.model_name_or_path).is_dir():  # saved adapters then find their base from any directory
         model_args.model_name_or_path = str(Path(model_args.model_name_or_path).resolve())
+    with OutputLock(training_args.output_dir, "output_dir") if PartialState().is_main_process else nullcontext():
+        return train(script_args, training_args, model_args)
 
+
+def train(script_args: ScriptArguments, training_args: ADPOConfig, model_args: ModelConfig) -> ADPOTrainer:
+    """`run`, once its arguments are checked and output_dir is locked."""
+    earlier = check_output_dir(script_args, training_args)
+    check_not_finished(training_args)
     train_dataset, eval_dataset = load_splits(script_args)
     with rows_named_by_line(script_args):  # bad rows fail before the model loads
         check_preference_dataset(train_dataset, "train")
@@ -271,6 +381,7 @@ def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: Mod
             f"eval_strategy={training_args.eval_strategy!r} needs evaluation data: set eval_dataset_name, give "
             f"dataset_name a {script_args.dataset_test_split!r} split, or set eval_strategy to 'no'."
         )
+    check_tokenizers_match(model_args.model_name_or_path, script_args.ref_model_name_or_path)
     trust_code = trust_remote_code(model_args, training_args)
     model = load_model(model_args, trust_code)
     # As TRL's dpo.py: a reference loaded like the policy, unless LoRA's base or a precomputed reference serves (TRL
@@ -278,13 +389,9 @@ def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: Mod
     ref_model = None
     if script_args.ref_model_name_or_path or not (model_args.use_peft or training_args.precompute_ref_log_probs):
         ref_model = load_model(model_args, trust_code, script_args.ref_model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_args.model_name_or_path, revision=model_args.model_revision, trust_remote_code=trust_code
-    )
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(model_args, trust_code)
 
-    with rows_named_by_line(script_args):
+    with rows_named_by_line(script_args), hub_reachable(training_args):
         trainer = ADPOTrainer(
             model,
             ref_model=ref_model,
@@ -298,13 +405,28 @@ def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: Mod
     distribution = describe_distribution(trainer)
     if distribution is not None:
         trainer.accelerator.print(distribution)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    if eval_dataset is not None:  # the final evaluation, unless the run just made it
-        last = next((entry for entry in reversed(trainer.state.log_history) if "eval_loss" in entry), None)
-        final = last is not None and last.get("step") == trainer.state.global_step
-        trainer.save_metrics("eval", last if final else trainer.evaluate())
-    trainer.save_state()  # trainer_state.json: the log history of the run
+    output_dir = Path(training_args.output_dir)
+    with replacing(output_dir, earlier):
+        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        if eval_dataset is not None:  # the final evaluation, unless the run just made it
+            last = next((entry for entry in reversed(trainer.state.log_history) if "eval_loss" in entry), None)
+            final = last is not None and last.get("step") == trainer.state.global_step
+            trainer.save_metrics("eval", last if final else trainer.evaluate())
+        trainer.save_state()  # trainer_state.json: the log history of the run
+        plot = save_run(trainer, script_args, training_args, model_args)
+    summary = eval_summary(trainer.state.log_history)
+    if summary is not None:
+        trainer.accelerator.print(summary)
+    if plot is not None:
+        trainer.accelerator.print(f"Plot: {plot.resolve()}")
+    trainer.accelerator.print(f"Model saved to {output_dir.resolve()}")
+    if training_args.push_to_hub:
+        trainer.accelerator.print(f"Model pushed to https://huggingface.co/{trainer.hub_model_id}")
+    return trainer
 
+
+def save_run(trainer: ADPOTrainer, script_args: ScriptArguments, training_args: ADPOConfig, model_args: ModelConfig):
+    """Write the run's config, plot, model and card into output_dir (and push them); the plot's path, if drawn."""
     output_dir = Path(training_args.output_dir)
     plot = None
     if trainer.is_world_process_zero():
@@ -319,15 +441,40 @@ def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: Mod
     else:
         trainer.save_model(str(output_dir))
         trainer.create_model_card(dataset_name=script_args.dataset_name)
-    summary = eval_summary(trainer.state.log_history)
-    if summary is not None:
-        trainer.accelerator.print(summary)
-    if plot is not None:
-        trainer.accelerator.print(f"Plot: {plot.resolve()}")
-    trainer.accelerator.print(f"Model saved to {output_dir.resolve()}")
-    if training_args.push_to_hub:
-        trainer.accelerator.print(f"Model pushed to https://huggingface.co/{trainer.hub_model_id}")
-    return trainer
+    return plot
+
+
+def load_tokenizer(model_args: ModelConfig, trust_code: bool):
+    """The policy's tokenizer (its pad token the EOS token if it has none); a local model directory without tokenizer
+    files is refused, naming it."""
+    name = model_args.model_name_or_path
+    directory = Path(name)
+    if directory.is_dir() and not any(directory.glob("tokenizer*")) and adapter_base(name) is None:
+        raise FileNotFoundError(
+            f"model_name_or_path: {name!r} holds a model but no tokenizer (no tokenizer.json or tokenizer_config.json): "
+            "save the tokenizer beside it (tokenizer.save_pretrained(directory)), or train from a directory that has both."
+        )
+    tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision, trust_remote_code=trust_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+@contextmanager
+def hub_reachable(training_args: ADPOConfig) -> Iterator[None]:
+    """With push_to_hub, Trainer creates the Hub repository when it is built: name the option when that fails."""
+    try:
+        yield
+    except Exception as error:
+        module = type(error).__module__  # httpx's errors may come from a module named httpx2
+        if not training_args.push_to_hub or not module.startswith(("huggingface_hub", "requests", "urllib3", "httpx")):
+            raise
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"push_to_hub: could not create or reach {training_args.hub_model_id!r} on the Hugging Face Hub "
+            f"({type(error).__name__}: {first_line}). Check the network and the token; or train with --push_to_hub "
+            "false and upload output_dir afterwards (hf upload)."
+        ) from None
 
 
 DATACLASSES = (ScriptArguments, ADPOConfig, ModelConfig)

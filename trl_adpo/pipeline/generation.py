@@ -50,6 +50,7 @@ from transformers import (
 from transformers.cache_utils import DynamicLayer
 
 from ..critical_models import adapter_base
+from .io import readable_weights
 
 CHUNK_TOKENS = 16
 """Tokens decoded between two checks for finished completions."""
@@ -108,12 +109,13 @@ def load_for_generation(
     """
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     base = adapter_base(name)
-    if base is None:
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype)
-    else:
-        from peft import AutoPeftModelForCausalLM
+    with readable_weights(name, "model_name_or_path"):
+        if base is None:
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype)
+        else:
+            from peft import AutoPeftModelForCausalLM
 
-        model = AutoPeftModelForCausalLM.from_pretrained(name, dtype=torch_dtype).merge_and_unload()
+            model = AutoPeftModelForCausalLM.from_pretrained(name, dtype=torch_dtype).merge_and_unload()
     has_tokenizer = not Path(name).is_dir() or any(Path(name).glob("tokenizer*"))
     tokenizer = AutoTokenizer.from_pretrained(name if has_tokenizer or base is None else base)
     tokenizer.padding_side = "left"

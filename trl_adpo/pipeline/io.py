@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from datasets import DatasetDict, load_dataset
+
+from ..files import write_atomically
 
 FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -71,19 +74,6 @@ def row_location(name: str, row: int) -> str:
     if path.suffix.lower() == ".csv" and path.is_file():
         return f"{name}, line {row + 2}"
     return f"{name}, row {row}"
-
-
-def write_atomically(path: str | Path, text: str) -> None:
-    """Replace `path` with `text` (its directory made if need be) so that a kill or a full disk leaves the old file
-    or the new one, never part of one: the text goes to a temporary file beside it, renamed over it once written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def write_jsonl(rows: Iterable[dict], path: str | Path, *, append: bool = False) -> None:
@@ -146,6 +136,30 @@ def check_model_source(name: str | None, option: str) -> None:
                 "HF_HUB_OFFLINE set, no Hub model in the local cache either. Give a local model directory, or download "
                 "the model once with the network on."
             )
+
+
+@contextmanager
+def readable_weights(name: str, option: str) -> Iterator[None]:
+    """Name `option` and the model when its weights cannot be read: a file cut short (a save interrupted, a disk
+    that filled up) makes safetensors or torch fail with a message about headers or zip archives."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+        return
+    except (SafetensorError, EOFError) as error:
+        damaged = error
+    except (OSError, RuntimeError) as error:
+        text = str(error)
+        if not any(sign in text for sign in ("header", "deserializ", "zip archive", "unexpected EOF", "truncated")):
+            raise
+        damaged = error
+    first_line = str(damaged).strip().splitlines()[0] if str(damaged).strip() else type(damaged).__name__
+    raise ValueError(
+        f"{option}: the weights of {name!r} cannot be read ({type(damaged).__name__}: {first_line[:160]}): the file "
+        "is damaged or cut short, as a save that was interrupted or ran out of disk leaves it. Use a complete model, "
+        "or one of the run's checkpoints."
+    ) from None
 
 
 def is_data_file(name: str) -> bool:

@@ -15,13 +15,14 @@ stage redoes that stage and nothing before it; sampling resumes its own file bat
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .io import write_atomically
+from ..files import write_atomically
 
 PROGRESS_FILE = "progress.json"
 PLOT_FILE = "accuracy_per_round.png"
@@ -52,7 +53,14 @@ class Progress:
             progress = cls(path, config)
             progress.save()
             return progress
-        saved = json.loads(path.read_text())
+        try:
+            saved = json.loads(path.read_text())
+            saved["config"], saved["done"]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{path}: not the progress file of an iterate run ({type(error).__name__}: {error}); it is damaged. Start "
+                "the run again in a new output_dir (or delete this one to start it over)."
+            ) from None
         for key in sorted(set(saved["config"]) | set(config)):
             if key != "rounds" and saved["config"].get(key) != config.get(key):
                 raise ValueError(
@@ -133,7 +141,9 @@ def plot_rounds(rows: list[dict], output: Path, title: str) -> Path:
     axis.set_title(title)
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(output, dpi=110, metadata={"Description": json.dumps(rows)})
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=110, metadata={"Description": json.dumps(rows)})
+    write_atomically(output, png.getvalue())
     plt.close(figure)
     return output
 

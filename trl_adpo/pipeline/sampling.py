@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from tqdm.auto import tqdm
 
 from .grading import Grader
+from ..files import write_atomically
 from .io import read_jsonl, write_jsonl
 from .problems import Problem
 
@@ -133,7 +134,7 @@ def check_same_run(output: Path, record: dict) -> None:
     """
     path = run_record_path(output)
     if not output.exists():
-        path.write_text(json.dumps(record, indent=1, default=str))
+        write_atomically(path, json.dumps(record, indent=1, default=str))
         return
     fresh = f"give another --output, or delete {output} (and {path.name}) to sample it anew"
     if not path.is_file():

@@ -75,14 +75,22 @@ STATED = re.compile(
 MARKUP = re.compile(r"\*\*|__|`|^#{1,3}(?=\s)|\\text\{|\\textbf\{|\\\(|\\\)|\\\[|\\\]", re.MULTILINE)
 
 
+MAX_DIGITS = 50
+"""Digits before or after the decimal point beyond which a number is no answer (judged wrong, a reference refused):
+``1e5000`` would otherwise cost seconds to write out, or exceed Python's limit on the digits of an integer."""
+
+
 def normalise_number(text: str) -> str | None:
-    """A number's canonical text (no commas, no ``$``, no trailing zeros), or None if `text` is no number."""
+    """A number's canonical text (no commas, no ``$``, no trailing zeros), or None if `text` is no number or one of
+    more than `MAX_DIGITS` digits."""
     cleaned = text.strip().replace(",", "").replace("$", "").replace(" ", "").rstrip(".").rstrip("%")
+    if len(cleaned) > 4 * MAX_DIGITS:
+        return None
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
         return None
-    if not value.is_finite():
+    if not value.is_finite() or (value and abs(value.adjusted()) > MAX_DIGITS):
         return None
     value = value.normalize()
     return format(value, "f") if value != value.to_integral() else str(int(value))

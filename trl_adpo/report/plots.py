@@ -7,8 +7,11 @@ the PNG's metadata (key ``Description``, JSON), so that what was drawn can be ch
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+
+from ..files import write_atomically
 
 PANELS = (
     ("log-prob of the completion", (("logps/chosen", "chosen", "-"), ("logps/rejected", "rejected", "--"))),
@@ -90,6 +93,8 @@ def plot_training_dynamics(run_dirs: list[Path], output: Path, labels: list[str]
     figure.tight_layout()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, dpi=110, metadata={"Description": json.dumps(drawn)})
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=110, metadata={"Description": json.dumps(drawn)})
+    write_atomically(output, png.getvalue())
     plt.close(figure)
     return output
