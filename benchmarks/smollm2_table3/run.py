@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from trl_adpo.pipeline.evaluation import first_verdicts, paired_difference, wilson_interval
-from trl_adpo.pipeline.io import read_jsonl, write_atomically
+from trl_adpo.files import write_atomically
+from trl_adpo.pipeline.io import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -103,12 +104,15 @@ class Run:
         self.results = HERE / "results" / name
         self.cells = self.results / "cells"
         self.stages_file = self.results / "stages.json"
+        self.data = self.results.relative_to(ROOT) / "data"
+        """The shared stages' costly outputs (base evaluation, samples, pairs), committed with the cells so that a
+        later session on a fresh machine resumes them instead of running them again."""
 
     # --- the commands ------------------------------------------------------------------------------------------
 
     def stage_commands(self) -> list[tuple[str, str, str]]:
         """(stage, command, the file it leaves) of the shared stages, in order."""
-        s, w = self.setting, self.work
+        s, w, d = self.setting, self.work, self.data
         sampling = f"--n {s.n} --temperature {s.temperature} --max_new_tokens {s.max_new_tokens}"
         return [
             ("model", f"python -m trl_adpo.examples.smollm2 {w}", f"{w}/model/config.json"),
@@ -116,15 +120,15 @@ class Run:
                          f"{s.heldout_problems} --operations {' '.join(map(str, s.operations))}", f"{w}/heldout.jsonl"),
             ("evaluate base", f"trl-adpo evaluate --config {CONFIGS}/evaluate.yaml --dataset_name {w}/heldout.jsonl "
                               f"--model_name_or_path {w}/model --max_new_tokens {s.max_new_tokens} "
-                              f"--output {w}/base.json", f"{w}/base.json"),
+                              f"--output {d}/base.json", f"{d}/base.json"),
             ("sample", f"trl-adpo sample --config {CONFIGS}/sample.yaml --dataset_name {w}/problems.jsonl "
-                       f"--model_name_or_path {w}/model {sampling} --output {w}/samples.jsonl",
-             f"{w}/samples.jsonl.done"),
-            ("pairs", f"trl-adpo pairs --samples {w}/samples.jsonl --output {w}/pairs.jsonl "
-                      f"--pairs_per_problem {s.pairs_per_problem} --critical_samples {w}/critical.jsonl",
-             f"{w}/pairs.jsonl"),
+                       f"--model_name_or_path {w}/model {sampling} --output {d}/samples.jsonl",
+             f"{d}/samples.jsonl.done"),
+            ("pairs", f"trl-adpo pairs --samples {d}/samples.jsonl --output {d}/pairs.jsonl "
+                      f"--pairs_per_problem {s.pairs_per_problem} --critical_samples {d}/critical.jsonl",
+             f"{d}/pairs.jsonl"),
             ("train-critical", f"trl-adpo train-critical --config {CONFIGS}/critical.yaml --model_name_or_path "
-                               f"{w}/model --dataset_name {w}/samples.jsonl --output_dir {w}/critical",
+                               f"{w}/model --dataset_name {d}/samples.jsonl --output_dir {w}/critical",
              f"{w}/critical/negative/adapter_config.json"),
         ]
 
@@ -135,7 +139,7 @@ class Run:
         options = {**METHODS, **ONCE}[method].format(critical=f"{w}/critical")
         return [
             ("train", f"trl-adpo train --config {CONFIGS}/train.yaml --model_name_or_path {w}/model --dataset_name "
-                      f"{w}/pairs.jsonl {options} --learning_rate {rate:g} --num_train_epochs {s.epochs} "
+                      f"{self.data}/pairs.jsonl {options} --learning_rate {rate:g} --num_train_epochs {s.epochs} "
                       f"--seed {seed} --output_dir {run} --overwrite_output_dir true"),
             ("evaluate", f"trl-adpo evaluate --config {CONFIGS}/evaluate.yaml --dataset_name {w}/heldout.jsonl "
                          f"--model_name_or_path {run} --max_new_tokens {s.max_new_tokens} "
@@ -155,6 +159,7 @@ class Run:
     def stages(self, pilot: bool) -> dict:
         """Run the shared stages not done yet; their record (command, wall time) in stages.json."""
         done = json.loads(self.stages_file.read_text()) if self.stages_file.is_file() else {}
+        (ROOT / self.data).mkdir(parents=True, exist_ok=True)
         for stage, command, leaves in self.stage_commands():
             if pilot and stage == "train-critical":
                 continue
@@ -197,7 +202,7 @@ class Run:
     def report(self, pilot: bool) -> str:
         cells = {(c["method"], c["seed"]): c for c in map(json.loads, map(Path.read_text, sorted(self.cells.glob("*.json"))))}
         stages = json.loads(self.stages_file.read_text()) if self.stages_file.is_file() else {}
-        base_file = ROOT / self.work / "base.json"
+        base_file = ROOT / self.data / "base.json"
         if not base_file.is_file() and not (self.results / "results.json").is_file():
             raise SystemExit(f"{self.name}: no base evaluation yet: run the stages first.")
         saved = json.loads((self.results / "results.json").read_text()) if (self.results / "results.json").is_file() else {}
@@ -257,7 +262,7 @@ class Run:
         from trl_adpo.segmentation import segment_ids, step_segment_ids
 
         tokenizer = self.tokenizer()
-        pairs = read_jsonl(ROOT / self.work / "pairs.jsonl")
+        pairs = read_jsonl(ROOT / self.data / "pairs.jsonl")
         text = lambda completion: completion if isinstance(completion, str) else completion[0]["content"]  # noqa: E731
         ids = {side: [tokenizer(text(p[side]), add_special_tokens=False)["input_ids"] for p in pairs]
                for side in ("chosen", "rejected")}
