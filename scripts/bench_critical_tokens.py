@@ -75,8 +75,20 @@ def main() -> None:
     print(f"device: {device}; vocabulary {args.vocab}, {args.batch} x {args.length} positions, hidden {args.hidden}")
     print(f"{'chunk':>8} {'peak MiB':>9} {'seconds':>8}")
     for chunk in [*args.chunks, positions]:
-        command = [sys.executable, __file__, "--worker", str(chunk), "--vocab", str(args.vocab), "--length",
-                   str(args.length), "--batch", str(args.batch), "--hidden", str(args.hidden)]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            str(chunk),
+            "--vocab",
+            str(args.vocab),
+            "--length",
+            str(args.length),
+            "--batch",
+            str(args.batch),
+            "--hidden",
+            str(args.hidden),
+        ]
         output = subprocess.run(command, capture_output=True, text=True, check=True, env=WORKER_ENV).stdout
         result = json.loads(output.split("RESULT ", 1)[1])
         label = f"{chunk}" + (" (all)" if chunk == positions else "")

@@ -53,16 +53,24 @@ def plain_generate(model, tokenizer, prompts, setup: Setup, seed: int = 0) -> li
     """What a user writes: batches in file order, each prompt repeated n times, stop strings given to generate."""
     completions = []
     chat = any(not isinstance(prompt, str) for prompt in prompts)
-    sampling = dict(do_sample=True, temperature=setup.temperature, top_p=1.0, top_k=0) if setup.temperature > 0 else dict(
-        do_sample=False, temperature=None, top_p=None, top_k=None
+    sampling = (
+        dict(do_sample=True, temperature=setup.temperature, top_p=1.0, top_k=0)
+        if setup.temperature > 0
+        else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
     )
     stopping = dict(stop_strings=list(setup.stop), tokenizer=tokenizer) if setup.stop else {}
     for start in range(0, len(prompts), setup.plain_batch_size):
         torch.manual_seed(seed * 100003 + start)
         texts = [render(tokenizer, prompt) for prompt in prompts[start : start + setup.plain_batch_size]]
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat).to(model.device)
-        output = model.generate(**batch, max_new_tokens=setup.max_new_tokens, num_return_sequences=setup.n,
-                                pad_token_id=tokenizer.pad_token_id, **sampling, **stopping)
+        output = model.generate(
+            **batch,
+            max_new_tokens=setup.max_new_tokens,
+            num_return_sequences=setup.n,
+            pad_token_id=tokenizer.pad_token_id,
+            **sampling,
+            **stopping,
+        )
         decoded = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
         decoded = [cut_at_stop(text, setup.stop) for text in decoded]
         completions += [decoded[i : i + setup.n] for i in range(0, len(decoded), setup.n)]
@@ -96,21 +104,48 @@ def measure(setup: Setup, model, tokenizer) -> dict:
         if path == "plain":
             completions = plain_generate(model, tokenizer, setup.prompts, setup)
         else:
-            completions = generate(model, tokenizer, setup.prompts, n=setup.n, temperature=setup.temperature,
-                                   max_new_tokens=setup.max_new_tokens, stop=setup.stop)
+            completions = generate(
+                model,
+                tokenizer,
+                setup.prompts,
+                n=setup.n,
+                temperature=setup.temperature,
+                max_new_tokens=setup.max_new_tokens,
+                stop=setup.stop,
+            )
         wall = time.perf_counter() - started
-        verdicts = [[verifier.is_correct(text, reference) for text in texts]
-                    for texts, reference in zip(completions, setup.references)]
-        results[path] = dict(wall_s=wall, problems_per_s=len(setup.prompts) / wall,
-                             tokens_per_s=tokens_of(tokenizer, completions) / wall, completions=completions,
-                             correct=sum(map(sum, verdicts)) / (len(verdicts) * setup.n), verdicts=verdicts)
+        verdicts = [
+            [verifier.is_correct(text, reference) for text in texts]
+            for texts, reference in zip(completions, setup.references)
+        ]
+        results[path] = dict(
+            wall_s=wall,
+            problems_per_s=len(setup.prompts) / wall,
+            tokens_per_s=tokens_of(tokenizer, completions) / wall,
+            completions=completions,
+            correct=sum(map(sum, verdicts)) / (len(verdicts) * setup.n),
+            verdicts=verdicts,
+        )
     if setup.temperature == 0:
         plain, package = results["plain"], results["package"]
         differ = [i for i, (x, y) in enumerate(zip(plain["completions"], package["completions"])) if x != y]
         results["differences"] = [
-            dict(problem=i, verdict_differs=plain["verdicts"][i] != package["verdicts"][i],
-                 **dict(zip(("token", "logit_gap"), divergence_gap(
-                     model, tokenizer, setup.prompts[i], plain["completions"][i][0], package["completions"][i][0]))))
+            dict(
+                problem=i,
+                verdict_differs=plain["verdicts"][i] != package["verdicts"][i],
+                **dict(
+                    zip(
+                        ("token", "logit_gap"),
+                        divergence_gap(
+                            model,
+                            tokenizer,
+                            setup.prompts[i],
+                            plain["completions"][i][0],
+                            package["completions"][i][0],
+                        ),
+                    )
+                ),
+            )
             for i in differ
         ]
     return results
@@ -131,9 +166,18 @@ def word_problem_setups(count: int, sampled: int, few_shot: int) -> list[Setup]:
     return [
         Setup("(a) chat, greedy", model, chat[:count], references[:count], "gsm8k", 1, 0.0, 80, (), 50),
         Setup("(a) chat, n=6 T=0.6", model, chat[:sampled], references[:sampled], "gsm8k", 6, 0.6, 80, (), 16),
-        Setup("(b) 8-shot, greedy", model, [shots + gsm8k.template.format(question=row["question"])
-                                             for row in heldout[:few_shot]],
-              references[:few_shot], "gsm8k", 1, 0.0, 80, gsm8k.stop, 16),
+        Setup(
+            "(b) 8-shot, greedy",
+            model,
+            [shots + gsm8k.template.format(question=row["question"]) for row in heldout[:few_shot]],
+            references[:few_shot],
+            "gsm8k",
+            1,
+            0.0,
+            80,
+            gsm8k.stop,
+            16,
+        ),
     ]
 
 
@@ -164,8 +208,10 @@ def main() -> None:
     setups = tiny_setups(args.work, 16 if args.quick else 200)
     if not args.quick:
         setups = word_problem_setups(args.problems, args.sampled_problems, args.few_shot_problems) + setups
-    print(f"{'setup':<22} {'path':<8} {'problems':>8} {'wall s':>7} {'problems/s':>10} {'tokens/s':>9} "
-          f"{'speed-up':>8} {'correct':>7}")
+    print(
+        f"{'setup':<22} {'path':<8} {'problems':>8} {'wall s':>7} {'problems/s':>10} {'tokens/s':>9} "
+        f"{'speed-up':>8} {'correct':>7}"
+    )
     report, loaded = [], {}
     for setup in setups:
         if setup.model not in loaded:
@@ -175,16 +221,27 @@ def main() -> None:
         for path in ("plain", "package"):
             r = results[path]
             speed = r["problems_per_s"] / results["plain"]["problems_per_s"]
-            print(f"{setup.name if path == 'plain' else '':<22} {path:<8} {len(setup.prompts):>8} {r['wall_s']:>7.1f} "
-                  f"{r['problems_per_s']:>10.2f} {r['tokens_per_s']:>9.0f} {speed:>7.2f}x {r['correct']:>7.1%}")
+            print(
+                f"{setup.name if path == 'plain' else '':<22} {path:<8} {len(setup.prompts):>8} {r['wall_s']:>7.1f} "
+                f"{r['problems_per_s']:>10.2f} {r['tokens_per_s']:>9.0f} {speed:>7.2f}x {r['correct']:>7.1%}"
+            )
         if "differences" in results:
             differences = results["differences"]
             verdicts = sum(d["verdict_differs"] for d in differences)
             gaps = ", ".join(f"{d['logit_gap']:.1e}" for d in differences)
-            print(f"{'':<22} greedy: {len(differences)} of {len(setup.prompts)} completions differ, {verdicts} verdicts"
-                  + (f"; float64 logit gaps where they part: {gaps}" if differences else ""))
-        report.append({"setup": setup.name, "problems": len(setup.prompts), "n": setup.n,
-                       "max_new_tokens": setup.max_new_tokens, **results})
+            print(
+                f"{'':<22} greedy: {len(differences)} of {len(setup.prompts)} completions differ, {verdicts} verdicts"
+                + (f"; float64 logit gaps where they part: {gaps}" if differences else "")
+            )
+        report.append(
+            {
+                "setup": setup.name,
+                "problems": len(setup.prompts),
+                "n": setup.n,
+                "max_new_tokens": setup.max_new_tokens,
+                **results,
+            }
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1))

@@ -48,7 +48,9 @@ def main() -> None:
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; B={args.batch_size}; median of {args.repeats} runs")
-    print(f"{'T':>5} {'dtype':>9} {'DPO ms':>8} {'static k=1 ms':>14} {'ratio':>6} {'adaptive m=16 ms':>17} {'ratio':>6}")
+    print(
+        f"{'T':>5} {'dtype':>9} {'DPO ms':>8} {'static k=1 ms':>14} {'ratio':>6} {'adaptive m=16 ms':>17} {'ratio':>6}"
+    )
 
     gen = torch.Generator().manual_seed(0)
     for length in (1024, 4096):
@@ -67,9 +69,7 @@ def main() -> None:
             dpo = run(lambda c, r, cm, rm: dpo_loss(c, r, cm, rm, beta=0.1))
             static = run(lambda c, r, cm, rm: adpo_loss(c, r, cm, rm, beta=0.1, granularity="static").losses)
             adaptive = run(
-                lambda c, r, cm, rm: adpo_loss(
-                    c, r, cm, rm, beta=0.1, granularity="adaptive", num_segments=16
-                ).losses
+                lambda c, r, cm, rm: adpo_loss(c, r, cm, rm, beta=0.1, granularity="adaptive", num_segments=16).losses
             )
             t_dpo, t_static, t_adaptive = (median_seconds(fn, device, args.repeats) for fn in (dpo, static, adaptive))
             print(

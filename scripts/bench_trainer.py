@@ -97,12 +97,20 @@ def worker(directory: Path, name: str, steps: int, batch_size: int, bf16: bool, 
         key: str(directory / value) if key.endswith("_model") else value for key, value in TRAINERS[name].items()
     }
     common = dict(
-        output_dir=str(directory / "out"), per_device_train_batch_size=batch_size, max_steps=steps, max_length=512,
-        learning_rate=1e-5, report_to="none", save_strategy="no", logging_steps=steps, bf16=bf16,
-        disable_tqdm=True, seed=0,
+        output_dir=str(directory / "out"),
+        per_device_train_batch_size=batch_size,
+        max_steps=steps,
+        max_length=512,
+        learning_rate=1e-5,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=steps,
+        bf16=bf16,
+        disable_tqdm=True,
+        seed=0,
     )
-    config, trainer_class = (DPOConfig(**common), DPOTrainer) if name == "DPO" else (
-        ADPOConfig(**common, **options), ADPOTrainer
+    config, trainer_class = (
+        (DPOConfig(**common), DPOTrainer) if name == "DPO" else (ADPOConfig(**common, **options), ADPOTrainer)
     )
     timer = StepTimer()
     model = AutoModelForCausalLM.from_pretrained(directory / "model")
@@ -136,8 +144,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="preference pairs per step")
     parser.add_argument("--bf16", action="store_true", help="train in bfloat16 mixed precision")
     parser.add_argument("--precompute-rows", type=int, default=256, help="rows for timing cADPO's weight precompute")
-    parser.add_argument("--trainers", nargs="+", choices=list(TRAINERS), default=list(TRAINERS),
-                        help="the trainers to compare (DPO, the baseline of the ratios, always runs)")
+    parser.add_argument(
+        "--trainers",
+        nargs="+",
+        choices=list(TRAINERS),
+        default=list(TRAINERS),
+        help="the trainers to compare (DPO, the baseline of the ratios, always runs)",
+    )
     parser.add_argument("--worker", nargs=3, metavar=("DIRECTORY", "TRAINER", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -148,8 +161,10 @@ def main() -> None:
         return
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {device}; {args.runs} interleaved runs x {args.steps} steps (first {args.warmup} not timed); "
-          f"{args.batch_size} pairs of 512 tokens per step; bf16={args.bf16}")
+    print(
+        f"device: {device}; {args.runs} interleaved runs x {args.steps} steps (first {args.warmup} not timed); "
+        f"{args.batch_size} pairs of 512 tokens per step; bf16={args.bf16}"
+    )
     names = list(dict.fromkeys(["DPO", *args.trainers]))
     results: dict[str, dict[str, list]] = {name: {"times": [], "peaks": []} for name in names}
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,8 +172,18 @@ def main() -> None:
         build_workspace(directory, rows=args.batch_size * args.steps, precompute_rows=args.precompute_rows)
 
         def run_worker(name: str, steps: int, env: dict | None = None, data: str = "data") -> dict:
-            command = [sys.executable, __file__, "--worker", str(directory), name, data, "--steps", str(steps),
-                       "--batch-size", str(args.batch_size)] + (["--bf16"] if args.bf16 else [])
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                str(directory),
+                name,
+                data,
+                "--steps",
+                str(steps),
+                "--batch-size",
+                str(args.batch_size),
+            ] + (["--bf16"] if args.bf16 else [])
             output = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
             return json.loads(output.split("RESULT ", 1)[1])
 
@@ -178,11 +203,15 @@ def main() -> None:
         step, peak = statistics.median(result["times"]), statistics.median(result["peaks"])
         print(f"{name:<20} {step:>8.3f} {step / base_time:>10.3f} {peak / 2**20:>9.1f} {peak / base_peak:>12.3f}")
     if {"ADPO adaptive m=256", "cADPO adaptive m=256"} <= set(names):
-        adpo, cadpo = (statistics.median(results[name]["times"]) for name in ("ADPO adaptive m=256", "cADPO adaptive m=256"))
+        adpo, cadpo = (
+            statistics.median(results[name]["times"]) for name in ("ADPO adaptive m=256", "cADPO adaptive m=256")
+        )
         precompute = setups["cADPO adaptive m=256"] - setups["ADPO adaptive m=256"]
         print(f"\ncADPO / ADPO step time (m=256): {cadpo / adpo:.3f}")
-        print(f"critical-token weights: {precompute:.1f} s for {args.precompute_rows} rows, "
-              f"{1000 * precompute / args.precompute_rows:.1f} s per 1000 rows of 512 tokens")
+        print(
+            f"critical-token weights: {precompute:.1f} s for {args.precompute_rows} rows, "
+            f"{1000 * precompute / args.precompute_rows:.1f} s per 1000 rows of 512 tokens"
+        )
 
 
 if __name__ == "__main__":

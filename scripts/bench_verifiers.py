@@ -32,9 +32,13 @@ def math_case(rng: random.Random, index: int) -> tuple[str, str]:
     """A (completion, reference) pair; the index makes every answer distinct."""
     a, b = rng.randint(1, 9) + 10 * index, rng.randint(2, 9)
     forms = [
-        (str(a), f"{a}.0"), (rf"\frac{{{a}}}{{{b}}}", rf"\dfrac{{{a}}}{{{b}}}"), (rf"{a}\sqrt{{{b}}}", rf"{a}\sqrt{b}"),
-        (f"({a}, {b})", rf"\left( {a},{b} \right)"), (f"[{a}, {a + b})", f"[{a},{a + b})"),
-        (f"x^2 + {a}x", f"x^{{2}}+{a}x"), (f"{a}.5", rf"\frac{{{2 * a + 1}}}{{2}}"),
+        (str(a), f"{a}.0"),
+        (rf"\frac{{{a}}}{{{b}}}", rf"\dfrac{{{a}}}{{{b}}}"),
+        (rf"{a}\sqrt{{{b}}}", rf"{a}\sqrt{b}"),
+        (f"({a}, {b})", rf"\left( {a},{b} \right)"),
+        (f"[{a}, {a + b})", f"[{a},{a + b})"),
+        (f"x^2 + {a}x", f"x^{{2}}+{a}x"),
+        (f"{a}.5", rf"\frac{{{2 * a + 1}}}{{2}}"),
     ]
     reference, equal = forms[index % len(forms)]
     answer = equal if index % 2 == 0 else f"{equal}+1"
@@ -42,7 +46,7 @@ def math_case(rng: random.Random, index: int) -> tuple[str, str]:
 
 
 def sampled_file(rng: random.Random, problems: int, samples: int) -> list[tuple[str, str]]:
-    """(completion, reference) rows of `problems` x `samples`, each problem's answers drawn from a few, with repeats."""
+    """(completion, reference) rows of `problems` x `samples`, each problem's answers drawn from a few, repeated."""
     rows = []
     for problem in range(problems):
         a, b = rng.randint(1, 50) + 100 * problem, rng.choice([2, 4, 5, 8])
@@ -81,8 +85,10 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(0)
     math_cases = [math_case(rng, i) for i in range(args.completions)]
-    gsm8k_cases = [(f"First {i} + {i} = {2 * i}. The answer is **{2 * i}** apples.", f"#### {2 * i + i % 2}")
-                   for i in range(args.completions)]
+    gsm8k_cases = [
+        (f"First {i} + {i} = {2 * i}. The answer is **{2 * i}** apples.", f"#### {2 * i + i % 2}")
+        for i in range(args.completions)
+    ]
     print("Distinct answers, one completion at a time:")
     print(f"  {'verifier':<10} {'completions':>11} {'per second':>10} {'judged correct':>14}")
     for name, cases in (("math", math_cases), ("gsm8k", gsm8k_cases)):
@@ -94,9 +100,11 @@ def main() -> None:
     verifier = VERIFIERS["math"]
     unique = len({(verifier.answer(completion), reference) for completion, reference in cases})
     cores = len(os.sched_getaffinity(0))
-    print(f"\nA sampled file, math verifier: {args.problems} problems x {args.samples} samples = {len(cases)} "
-          f"completions, {unique} distinct (answer, reference); the median of {args.repeats} runs each, every run "
-          "with math-verify's parse cache emptied:")
+    print(
+        f"\nA sampled file, math verifier: {args.problems} problems x {args.samples} samples = {len(cases)} "
+        f"completions, {unique} distinct (answer, reference); the median of {args.repeats} runs each, every run "
+        "with math-verify's parse cache emptied:"
+    )
     print(f"  {'how':<40} {'per second':>10} {'speed-up':>8} {'verdicts as one by one':>22}")
 
     def median(measure) -> tuple[float, list[bool]]:

@@ -1,6 +1,6 @@
 """Train a causal LM with ADPO from a YAML config: the same as `trl-adpo train` (see trl_adpo/cli/train.py).
 
-    python scripts/train_adpo.py --config configs/quickstart.yaml
+python scripts/train_adpo.py --config configs/quickstart.yaml
 """
 
 import sys

@@ -108,9 +108,31 @@ def critical_models(quickstart, tmp_path_factory) -> dict[str, Path]:
 
     work = tmp_path_factory.mktemp("critical")
     write_jsonl(preference_rows(1000, seed=0, num_steps=3), work / "pairs.jsonl")
-    return train_critical.run(*train_critical.parse_args([
-        "--model_name_or_path", str(quickstart / "model"), "--dataset_name", str(work / "pairs.jsonl"),
-        "--output_dir", str(work), "--use_peft", "false", "--learning_rate", "3e-3", "--num_train_epochs", "3",
-        "--per_device_train_batch_size", "32", "--max_length", "128", "--bf16", "false", "--disable_tqdm", "true",
-        "--logging_steps", "1000",
-    ]))
+    return train_critical.run(
+        *train_critical.parse_args(
+            [
+                "--model_name_or_path",
+                str(quickstart / "model"),
+                "--dataset_name",
+                str(work / "pairs.jsonl"),
+                "--output_dir",
+                str(work),
+                "--use_peft",
+                "false",
+                "--learning_rate",
+                "3e-3",
+                "--num_train_epochs",
+                "3",
+                "--per_device_train_batch_size",
+                "32",
+                "--max_length",
+                "128",
+                "--bf16",
+                "false",
+                "--disable_tqdm",
+                "true",
+                "--logging_steps",
+                "1000",
+            ]
+        )
+    )

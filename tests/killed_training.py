@@ -1,8 +1,8 @@
 """Test helper: `trl-adpo train`, killed with SIGKILL at a chosen point, as a crash or an out-of-memory kill does.
 
-    python tests/killed_training.py step:5 --config ...   # as step 5 starts
-    python tests/killed_training.py save:4 --config ...   # while checkpoint-4 is saved: after its weights and
-                                                         # optimizer, before its trainer_state.json
+python tests/killed_training.py step:5 --config ...   # as step 5 starts
+python tests/killed_training.py save:4 --config ...   # while checkpoint-4 is saved: after its weights and
+                                                     # optimizer, before its trainer_state.json
 """
 
 import os

@@ -64,7 +64,9 @@ def oracle_losses(
                 for side in ("chosen", "rejected")
             }
         losses.append(pair_loss(s_w, s_l, **granularity, **cut))
-        margins.append(segment_margins(s_w, s_l, **{k: v for k, v in granularity.items() if k not in ("eps", "reduction")}, **cut))
+        margins.append(
+            segment_margins(s_w, s_l, **{k: v for k, v in granularity.items() if k not in ("eps", "reduction")}, **cut)
+        )
     return losses, margins
 
 

@@ -1,4 +1,5 @@
-"""Independent reference computations for the tests: plain Python, one pair at a time, straight from ADPO_SPEC.md."""
+"""Independent reference computations for the tests: plain Python, one pair at a time, straight from the definitions
+in docs/objective.md."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def segment_margins(
 def pair_loss(
     chosen: list[float], rejected: list[float], *, eps: float = 0.0, reduction: str = "sum", **segmentation
 ) -> float:
-    """ADPO loss of one pair from its unpadded per-token log-ratios, by the spec's formula."""
+    """ADPO loss of one pair from its unpadded per-token log-ratios, by the formula of docs/objective.md."""
     margins = segment_margins(chosen, rejected, **segmentation)
     loss = sum(-(1 - eps) * log_sigmoid(d) - eps * log_sigmoid(-d) for d in margins)
     return loss / len(margins) if reduction == "mean" else loss

@@ -47,7 +47,21 @@ def test_env_prints_the_versions_and_the_glue():
     assert "kernels" not in result.stderr  # bitsandbytes' line about an optional package is filtered
 
 
-@pytest.mark.parametrize("subcommand", ["train", "sample", "pairs", "train-critical", "evaluate", "plot", "inspect", "env"])
+def test_env_says_how_to_swap_a_cuda_build_for_the_cpu_one_on_a_machine_without_a_gpu():
+    from trl_adpo.cli.env import cuda_line
+
+    assert cuda_line("12.8", 2) == "12.8, 2 GPU(s)"
+    assert cuda_line(None, 0) == "not available (the CPU build of torch)"
+    line = cuda_line("12.8", 0)
+    assert line.startswith("not available: torch is a CUDA 12.8 build (several GB) on a machine without a GPU")
+    assert line.endswith(
+        "pip uninstall -y torch && pip install torch --index-url https://download.pytorch.org/whl/cpu"
+    )
+
+
+@pytest.mark.parametrize(
+    "subcommand", ["train", "sample", "pairs", "train-critical", "evaluate", "plot", "inspect", "env"]
+)
 def test_each_subcommand_has_help(subcommand):
     result = trl_adpo(subcommand, "--help")
     assert result.returncode == 0, result.stderr
@@ -57,8 +71,12 @@ def test_each_subcommand_has_help(subcommand):
 def test_the_readme_cadpo_walk_runs_offline(tmp_path):
     """The quickstart's data, the two critical-token models, then cADPO: the three commands of the README."""
     for config in ("quickstart.yaml", "quickstart_critical.yaml", "quickstart_cadpo.yaml"):
-        result = trl_adpo("train-critical" if "critical" in config else "train", "--config",
-                          str(ROOT / "configs" / config), cwd=tmp_path)
+        result = trl_adpo(
+            "train-critical" if "critical" in config else "train",
+            "--config",
+            str(ROOT / "configs" / config),
+            cwd=tmp_path,
+        )
         assert result.returncode == 0, (config, result.stderr[-3000:])
     for side in ("positive", "negative"):
         assert (tmp_path / "outputs" / "quickstart-critical" / side / "model.safetensors").is_file()
@@ -78,13 +96,40 @@ def two_runs(quickstart, tmp_path_factory):
     from trl_adpo.cli import train
 
     runs = tmp_path_factory.mktemp("runs")
-    for name, extra in (("adpo", ["--eval_strategy", "steps", "--eval_steps", "2", "--eval_dataset_name",
-                                  str(quickstart / "eval.jsonl")]), ("dpo", ["--num_segments", "1"])):
-        train.run(*train.parse_args([
-            "--model_name_or_path", str(quickstart / "model"), "--dataset_name", str(quickstart / "train.jsonl"),
-            "--output_dir", str(runs / name), "--max_steps", "4", "--logging_steps", "1", "--bf16", "false",
-            "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true", "--plot", "false", *extra,
-        ]))
+    for name, extra in (
+        (
+            "adpo",
+            ["--eval_strategy", "steps", "--eval_steps", "2", "--eval_dataset_name", str(quickstart / "eval.jsonl")],
+        ),
+        ("dpo", ["--num_segments", "1"]),
+    ):
+        train.run(
+            *train.parse_args(
+                [
+                    "--model_name_or_path",
+                    str(quickstart / "model"),
+                    "--dataset_name",
+                    str(quickstart / "train.jsonl"),
+                    "--output_dir",
+                    str(runs / name),
+                    "--max_steps",
+                    "4",
+                    "--logging_steps",
+                    "1",
+                    "--bf16",
+                    "false",
+                    "--report_to",
+                    "none",
+                    "--save_strategy",
+                    "no",
+                    "--disable_tqdm",
+                    "true",
+                    "--plot",
+                    "false",
+                    *extra,
+                ]
+            )
+        )
     return runs
 
 
@@ -104,8 +149,16 @@ def test_plot_draws_every_logged_step_of_a_run_and_overlays_another(two_runs, tm
         assert drawn[key] == sum(key in entry for entry in history) > 0, key
     assert drawn["logps/chosen"] == 4 and drawn["eval_logps/chosen"] >= 2
 
-    result = trl_adpo("plot", str(two_runs / "dpo"), str(two_runs / "adpo"), "--labels", "DPO", "ADPO",
-                      "--output", str(tmp_path / "both.png"))
+    result = trl_adpo(
+        "plot",
+        str(two_runs / "dpo"),
+        str(two_runs / "adpo"),
+        "--labels",
+        "DPO",
+        "ADPO",
+        "--output",
+        str(tmp_path / "both.png"),
+    )
     assert result.returncode == 0, result.stderr
     both = drawn_points(tmp_path / "both.png")
     assert set(both) == {"DPO", "ADPO"} and both["ADPO"] == drawn and "eval_logps/chosen" not in both["DPO"]
@@ -120,14 +173,25 @@ def test_plot_of_a_directory_without_a_run_says_what_to_give(tmp_path):
 
 # --- inspect ------------------------------------------------------------------------------------------------------
 
-PAIR = ["--prompt", "a = 7 ; b = 5 ; c = a + b ; d = c * a ; d = ?", "--chosen", "c = 7 + 5 = 2 ; d = 2 * 7 = 4 ; answer 4",
-        "--rejected", "c = 7 + 5 = 3 ; d = 3 * 7 = 1 ; answer 1"]
+PAIR = [
+    "--prompt",
+    "a = 7 ; b = 5 ; c = a + b ; d = c * a ; d = ?",
+    "--chosen",
+    "c = 7 + 5 = 2 ; d = 2 * 7 = 4 ; answer 4",
+    "--rejected",
+    "c = 7 + 5 = 3 ; d = 3 * 7 = 1 ; answer 1",
+]
 
 
 @pytest.mark.parametrize(
     "granularity",
-    [["--granularity", "static", "--window_size", "3"], ["--num_segments", "4"], [],
-     ["--granularity", "step", "--step_delimiter", ";"], ["--granularity", "step", "--step_pattern", "[a-z] ="]],
+    [
+        ["--granularity", "static", "--window_size", "3"],
+        ["--num_segments", "4"],
+        [],
+        ["--granularity", "step", "--step_delimiter", ";"],
+        ["--granularity", "step", "--step_pattern", "[a-z] ="],
+    ],
     ids=["static-3", "adaptive-4", "adaptive-256", "step-delimiter", "step-pattern"],
 )
 def test_inspect_shows_the_segments_of_segment_ids(quickstart, tmp_path, granularity):
@@ -137,8 +201,17 @@ def test_inspect_shows_the_segments_of_segment_ids(quickstart, tmp_path, granula
     from trl_adpo import segment_ids
     from trl_adpo.segmentation import step_segment_ids
 
-    result = trl_adpo("inspect", "--tokenizer", str(quickstart / "model"), *PAIR, *granularity,
-                      "--html", str(tmp_path / "page.html"), "--json", str(tmp_path / "pair.json"))
+    result = trl_adpo(
+        "inspect",
+        "--tokenizer",
+        str(quickstart / "model"),
+        *PAIR,
+        *granularity,
+        "--html",
+        str(tmp_path / "page.html"),
+        "--json",
+        str(tmp_path / "pair.json"),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "pair.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(quickstart / "model")
@@ -146,12 +219,20 @@ def test_inspect_shows_the_segments_of_segment_ids(quickstart, tmp_path, granula
         ids = report[side]["token_ids"]
         if "step" in granularity:
             options = dict(zip(granularity[2::2], granularity[3::2]))
-            expected = step_segment_ids(ids, tokenizer, options.get("--step_delimiter", "\n"), options.get("--step_pattern"))
+            expected = step_segment_ids(
+                ids, tokenizer, options.get("--step_delimiter", "\n"), options.get("--step_pattern")
+            )
         else:
-            family = ({"window_size": 3} if "static" in granularity
-                      else {"num_segments": int(granularity[1]) if granularity else 256})
-            expected = segment_ids(torch.ones(1, len(ids), dtype=torch.bool), granularity[1] if "static" in granularity
-                                   else "adaptive", **family)[0].tolist()
+            family = (
+                {"window_size": 3}
+                if "static" in granularity
+                else {"num_segments": int(granularity[1]) if granularity else 256}
+            )
+            expected = segment_ids(
+                torch.ones(1, len(ids), dtype=torch.bool),
+                granularity[1] if "static" in granularity else "adaptive",
+                **family,
+            )[0].tolist()
         assert report[side]["segment_ids"] == expected, side
         assert tokenizer.decode(ids) == PAIR[PAIR.index(f"--{side}") + 1] + " <eos>"  # the completion, then EOS
         for segment in range(max(expected) + 1):  # each segment's tokens are listed in the terminal table
@@ -169,26 +250,51 @@ def test_inspect_scores_equal_a_per_token_loop(quickstart, critical_models, tmp_
     from oracle import pair_loss
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    result = trl_adpo("inspect", "--policy", str(critical_models["positive"]), "--reference", str(quickstart / "model"),
-                      *PAIR, "--granularity", "step", "--step_delimiter", ";", "--beta", "0.5",
-                      "--html", str(tmp_path / "page.html"), "--json", str(tmp_path / "pair.json"))
+    result = trl_adpo(
+        "inspect",
+        "--policy",
+        str(critical_models["positive"]),
+        "--reference",
+        str(quickstart / "model"),
+        *PAIR,
+        "--granularity",
+        "step",
+        "--step_delimiter",
+        ";",
+        "--beta",
+        "0.5",
+        "--html",
+        str(tmp_path / "page.html"),
+        "--json",
+        str(tmp_path / "pair.json"),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "pair.json").read_text())
     policy = AutoModelForCausalLM.from_pretrained(critical_models["positive"])
     reference = AutoModelForCausalLM.from_pretrained(quickstart / "model")
-    prompt_ids = AutoTokenizer.from_pretrained(quickstart / "model")(report["prompt"], add_special_tokens=False)["input_ids"]
+    prompt_ids = AutoTokenizer.from_pretrained(quickstart / "model")(report["prompt"], add_special_tokens=False)[
+        "input_ids"
+    ]
 
     def logratios(ids):
         sequence = torch.tensor([prompt_ids + ids])
         with torch.no_grad():
             p = policy(sequence).logits[0].double().log_softmax(-1)
             r = reference(sequence).logits[0].double().log_softmax(-1)
-        return [(p[t - 1, sequence[0, t]] - r[t - 1, sequence[0, t]]).item() for t in range(len(prompt_ids), sequence.shape[1])]
+        return [
+            (p[t - 1, sequence[0, t]] - r[t - 1, sequence[0, t]]).item()
+            for t in range(len(prompt_ids), sequence.shape[1])
+        ]
 
     s_w, s_l = logratios(report["chosen"]["token_ids"]), logratios(report["rejected"]["token_ids"])
     assert report["chosen"]["logratios"] == pytest.approx(s_w, abs=1e-4)
-    expected = pair_loss(s_w, s_l, beta=0.5, chosen_segments=report["chosen"]["segment_ids"],
-                         rejected_segments=report["rejected"]["segment_ids"])
+    expected = pair_loss(
+        s_w,
+        s_l,
+        beta=0.5,
+        chosen_segments=report["chosen"]["segment_ids"],
+        rejected_segments=report["rejected"]["segment_ids"],
+    )
     assert report["loss"] == pytest.approx(expected, rel=1e-4)
     assert report["loss"] == pytest.approx(sum(math.log1p(math.exp(-m)) for m in report["margins"]), rel=1e-9)
     assert f"ADPO loss of the pair: {report['loss']:.4f}" in result.stdout
@@ -202,16 +308,40 @@ def test_the_inspector_page_renders_in_headless_chromium(quickstart, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("no Chromium on this machine: .ci/run installs Debian's chromium package, which this test needs")
-    result = trl_adpo("inspect", "--tokenizer", str(quickstart / "model"), *PAIR, "--granularity", "step",
-                      "--step_delimiter", ";", "--html", str(tmp_path / "page.html"))
+    result = trl_adpo(
+        "inspect",
+        "--tokenizer",
+        str(quickstart / "model"),
+        *PAIR,
+        "--granularity",
+        "step",
+        "--step_delimiter",
+        ";",
+        "--html",
+        str(tmp_path / "page.html"),
+    )
     assert result.returncode == 0, result.stderr
     screenshot = tmp_path / "page.png"
     subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,700", f"--screenshot={screenshot}",
-         (tmp_path / "page.html").as_uri()],
-        capture_output=True, timeout=120, check=True,
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1000,700",
+            f"--screenshot={screenshot}",
+            (tmp_path / "page.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
     )
     image = Image.open(screenshot).convert("RGB")
     assert image.size == (1000, 700)
@@ -226,9 +356,15 @@ def test_the_quickstart_says_what_happened_and_hides_the_noise(tmp_path):
     result = trl_adpo("train", "--config", str(ROOT / "configs" / "quickstart.yaml"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     output = tmp_path / "outputs" / "quickstart-adpo"
-    for line in ("On the eval pairs, before -> after training:", "  reward accuracy    0.00 -> ", "  chosen log-prob",
-                 "  rejected log-prob", "  segment accuracy", f"Plot: {output / 'training_dynamics.png'}",
-                 f"Model saved to {output}"):
+    for line in (
+        "On the eval pairs, before -> after training:",
+        "  reward accuracy    0.00 -> ",
+        "  chosen log-prob",
+        "  rejected log-prob",
+        "  segment accuracy",
+        f"Plot: {output / 'training_dynamics.png'}",
+        f"Model saved to {output}",
+    ):
         assert line in result.stdout, line
     assert "***** eval metrics *****" not in result.stdout
     for noise in ("kernels", "FutureWarning", "DeprecationWarning", "pin_memory"):
@@ -246,31 +382,94 @@ def bad_input_cases(quickstart: Path, other_tokenizer: Path, tmp: Path) -> list[
     (tmp / "run" / "trainer_state.json").write_text('{"log_history": [')
     from trl_adpo.pipeline.io import write_jsonl
 
-    write_jsonl([{"problem_id": 0, "prompt": "p", "completion": "c", "answer": "1", "correct": True},
-                 {"problem_id": 0, "prompt": "p", "completion": "d", "answer": "2", "correct": "no"}], tmp / "samples.jsonl")
+    write_jsonl(
+        [
+            {"problem_id": 0, "prompt": "p", "completion": "c", "answer": "1", "correct": True},
+            {"problem_id": 0, "prompt": "p", "completion": "d", "answer": "2", "correct": "no"},
+        ],
+        tmp / "samples.jsonl",
+    )
     problems = str(quickstart / "problems.jsonl")
     return [
-        (["train", "--model_name_or_path", "outputs/no-such-model", "--dataset_name", "x.jsonl", "--bf16", "false"],
-         "model_name_or_path: 'outputs/no-such-model' is no local directory"),
-        (["sample", "--task", "arithmetic", "--dataset_name", problems, "--model_name_or_path", str(tmp / "nothing")],
-         f"model_name_or_path: '{tmp / 'nothing'}' does not exist"),
-        (["evaluate", "--task", "arithmetic", "--dataset_name", problems, "--model_name_or_path", "./gone"],
-         "model_name_or_path: './gone' does not exist"),
-        (["train", "--model_name_or_path", str(quickstart / "model"), "--dataset_name", str(quickstart / "train.jsonl"),
-          "--bf16", "false", "--positive_model", str(tmp / "pos"), "--negative_model", str(tmp / "neg"),
-          "--output_dir", str(tmp / "out")], f"positive_model: '{tmp / 'pos'}' does not exist"),
-        (["inspect", "--tokenizer", str(tmp / "tok"), "--prompt", "a", "--chosen", "b", "--rejected", "c"],
-         f"tokenizer: '{tmp / 'tok'}' does not exist"),
+        (
+            ["train", "--model_name_or_path", "outputs/no-such-model", "--dataset_name", "x.jsonl", "--bf16", "false"],
+            "model_name_or_path: 'outputs/no-such-model' is no local directory",
+        ),
+        (
+            [
+                "sample",
+                "--task",
+                "arithmetic",
+                "--dataset_name",
+                problems,
+                "--model_name_or_path",
+                str(tmp / "nothing"),
+            ],
+            f"model_name_or_path: '{tmp / 'nothing'}' does not exist",
+        ),
+        (
+            ["evaluate", "--task", "arithmetic", "--dataset_name", problems, "--model_name_or_path", "./gone"],
+            "model_name_or_path: './gone' does not exist",
+        ),
+        (
+            [
+                "train",
+                "--model_name_or_path",
+                str(quickstart / "model"),
+                "--dataset_name",
+                str(quickstart / "train.jsonl"),
+                "--bf16",
+                "false",
+                "--positive_model",
+                str(tmp / "pos"),
+                "--negative_model",
+                str(tmp / "neg"),
+                "--output_dir",
+                str(tmp / "out"),
+            ],
+            f"positive_model: '{tmp / 'pos'}' does not exist",
+        ),
+        (
+            ["inspect", "--tokenizer", str(tmp / "tok"), "--prompt", "a", "--chosen", "b", "--rejected", "c"],
+            f"tokenizer: '{tmp / 'tok'}' does not exist",
+        ),
         (["train", "--config", str(tmp / "bad.yaml")], f"{tmp / 'bad.yaml'}, line 2: not valid YAML"),
         (["train", f"--config={tmp / 'bad.yaml'}"], f"{tmp / 'bad.yaml'}, line 2: not valid YAML"),
         (["sample", "--config"], "--config needs a file: --config run.yaml"),
-        (["sample", "--task", "arithmetic", "--dataset_name", problems, "--model_name_or_path",
-          str(quickstart / "model"), "--output", str(tmp)], "is a directory; give the JSON Lines file to write"),
+        (
+            [
+                "sample",
+                "--task",
+                "arithmetic",
+                "--dataset_name",
+                problems,
+                "--model_name_or_path",
+                str(quickstart / "model"),
+                "--output",
+                str(tmp),
+            ],
+            "is a directory; give the JSON Lines file to write",
+        ),
         (["plot", str(tmp / "run")], f"{tmp / 'run' / 'trainer_state.json'}: not a trainer state Trainer wrote"),
         (["pairs", "--samples", str(tmp / "samples.jsonl")], f"{tmp / 'samples.jsonl'}, line 2: `correct` is 'no'"),
-        (["inspect", "--tokenizer", str(other_tokenizer), "--policy", str(quickstart / "model"),
-          "--reference", str(quickstart / "model"), "--prompt", "a", "--chosen", "b", "--rejected", "c"],
-         "it is not the policy's tokenizer"),
+        (
+            [
+                "inspect",
+                "--tokenizer",
+                str(other_tokenizer),
+                "--policy",
+                str(quickstart / "model"),
+                "--reference",
+                str(quickstart / "model"),
+                "--prompt",
+                "a",
+                "--chosen",
+                "b",
+                "--rejected",
+                "c",
+            ],
+            "it is not the policy's tokenizer",
+        ),
     ]
 
 

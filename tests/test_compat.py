@@ -53,25 +53,50 @@ def test_a_removed_method_is_named(monkeypatch):
     assert f"DPOTrainer.{method} is gone" in surface_problems(DPOTrainer, LINE)
 
 
-def test_a_compute_loss_without_fused_log_probs_is_refused():
-    """The 1.x glue records the per-token log-probs of TRL's fused LM head: a DPOTrainer with the 1.x surface whose
-    `_compute_loss` no longer asks for them is refused."""
+@pytest.mark.skipif(LINE != "1.x", reason="the TRL 1.x glue reads TRL's forwards; 0.28's overrides them")
+@pytest.mark.parametrize("reference", ["explicit", "the policy's base"])
+def test_a_trl_whose_forwards_differ_fails_at_the_first_step_naming_its_version(
+    tmp_path, monkeypatch, load, tokenizer, make_dataset, reference
+):
+    """A TRL 1.x release whose `_compute_loss` calls the models another number of times than the glue reads (here:
+    one more forward of the policy) fails loudly at the first step instead of training on the wrong log-probs."""
+    from peft import LoraConfig
 
-    class ChangedDPOTrainer:
-        def _compute_loss(self, model, inputs, return_outputs):
-            return model(**inputs).loss
+    from trl_adpo import ADPOConfig, ADPOTrainer
 
-        def compute_ref_log_probs(self, model, inputs): ...
+    original = DPOTrainer._compute_loss
 
-        def _prepare_dataset(self, dataset, processing_class, args, dataset_name): ...
+    def changed(self, model, inputs, return_outputs=False):
+        model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        )  # a forward the glue does not expect
+        return original(self, model, inputs, return_outputs)
 
-        def _precompute_ref_logps(self, dataset, name, batch_size): ...
-
-        def _set_signature_columns_if_needed(self): ...
-
-    assert surface_problems(ChangedDPOTrainer, "1.x") == [
-        "DPOTrainer._compute_loss no longer asks the model for per-token log-probs ('fused_lm_head=True' is gone)"
-    ]
+    monkeypatch.setattr(DPOTrainer, "_compute_loss", changed)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]) if reference != "explicit" else None
+    trainer = ADPOTrainer(
+        load(),
+        ref_model=load() if reference == "explicit" else None,
+        processing_class=tokenizer,
+        args=ADPOConfig(
+            output_dir=str(tmp_path),
+            bf16=False,
+            report_to="none",
+            max_steps=1,
+            save_strategy="no",
+            disable_tqdm=True,
+            per_device_train_batch_size=2,
+        ),
+        train_dataset=make_dataset(4),
+        peft_config=lora,
+    )
+    expected = "the policy 1, the reference 1" if reference == "explicit" else "the policy 2"
+    with pytest.raises(
+        RuntimeError,
+        match=rf"TRL {TRL_VERSION}: DPOTrainer's forwards are not the ones ADPOTrainer's "
+        rf"TRL 1.x glue reads .* where the glue expects {expected}\. Install a tested TRL",
+    ):
+        trainer.train()
 
 
 def test_a_trl_older_than_0_28_is_refused():

@@ -25,8 +25,17 @@ from trl_adpo.critical_tokens import contrastive_token_probs
 from trl_adpo.examples.arithmetic import preference_rows
 
 COMMON = dict(
-    per_device_train_batch_size=4, per_device_eval_batch_size=4, max_steps=3, logging_steps=1, learning_rate=5e-3,
-    report_to="none", bf16=False, save_strategy="no", disable_tqdm=True, seed=0, beta=0.5,
+    per_device_train_batch_size=4,
+    per_device_eval_batch_size=4,
+    max_steps=3,
+    logging_steps=1,
+    learning_rate=5e-3,
+    report_to="none",
+    bf16=False,
+    save_strategy="no",
+    disable_tqdm=True,
+    seed=0,
+    beta=0.5,
 )
 
 
@@ -39,7 +48,9 @@ def loop_contrastive_probs(hidden_pos, hidden_neg, w_pos, w_neg, targets, mask, 
     for b in range(mask.shape[0]):
         for i in range(mask.shape[1]):
             if mask[b, i]:
-                z = (1 + gamma) * (w_pos.double() @ hidden_pos[b, i].double()) - gamma * (w_neg.double() @ hidden_neg[b, i].double())
+                z = (1 + gamma) * (w_pos.double() @ hidden_pos[b, i].double()) - gamma * (
+                    w_neg.double() @ hidden_neg[b, i].double()
+                )
                 probs[b, i] = torch.softmax(z, dim=0)[targets[b, i]]
     return probs
 
@@ -61,7 +72,11 @@ def test_chunked_estimator_equals_a_full_softmax_loop(chunk_size, gamma):
 
 
 def test_estimator_refuses_bad_arguments():
-    hidden, targets, mask = torch.zeros(1, 2, 4), torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.bool)
+    hidden, targets, mask = (
+        torch.zeros(1, 2, 4),
+        torch.zeros(1, 2, dtype=torch.long),
+        torch.ones(1, 2, dtype=torch.bool),
+    )
     head = lambda h: h @ torch.ones(5, 4).T  # noqa: E731
     with pytest.raises(ValueError, match=r"gamma must be a number >= 0, got -0.5"):
         contrastive_token_probs(hidden, hidden, head, head, targets, mask, gamma=-0.5)
@@ -104,15 +119,20 @@ def test_model_scores_of_padded_batches_equal_one_unpadded_sequence_at_a_time(
     models.chunk_size = chunk_size
     rows = preference_rows(5, seed=11, num_steps=random.Random(side).choice([2, 3]))
     prompts = [tokenizer(row["prompt"], add_special_tokens=False)["input_ids"] for row in rows]
-    sequences = [p + tokenizer(row["rejected"], add_special_tokens=False)["input_ids"] for p, row in zip(prompts, rows)]
-    input_ids, attention_mask, scored = padded_batch(sequences, [len(p) for p in prompts], tokenizer.pad_token_id, side)
+    sequences = [
+        p + tokenizer(row["rejected"], add_special_tokens=False)["input_ids"] for p, row in zip(prompts, rows)
+    ]
+    input_ids, attention_mask, scored = padded_batch(
+        sequences, [len(p) for p in prompts], tokenizer.pad_token_id, side
+    )
     probs = models.token_probs(input_ids, attention_mask, scored)
     positive = AutoModelForCausalLM.from_pretrained(critical_models["positive"])
     negative = AutoModelForCausalLM.from_pretrained(critical_models["negative"])
     for row, (sequence, prompt) in enumerate(zip(sequences, prompts)):
         expected = loop_sequence_probs(positive, negative, sequence, gamma)[len(prompt) - 1 :]
-        torch.testing.assert_close(probs[row][scored[row]].double(), torch.tensor(expected, dtype=torch.float64),
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            probs[row][scored[row]].double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-5
+        )
     assert torch.all(probs[~scored] == 0)
 
 
@@ -132,8 +152,16 @@ def save_transform_model(directory, model_type: str, seed: int):
 
     torch.manual_seed(seed)
     config = CONFIG_MAPPING[model_type](
-        vocab_size=48, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, pad_token_id=0, bos_token_id=1, eos_token_id=2, **LOGIT_TRANSFORM_MODELS[model_type],
+        vocab_size=48,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        **LOGIT_TRANSFORM_MODELS[model_type],
     )
     AutoModelForCausalLM.from_config(config).save_pretrained(directory)
     return str(directory)
@@ -153,7 +181,9 @@ def test_models_that_transform_their_logits_are_scored_from_their_forwards_logit
     sequence = torch.randint(3, 48, (12,), generator=torch.Generator().manual_seed(0)).tolist()
     input_ids, attention_mask, scored = padded_batch([sequence], [4], 0, "right")
     if model_type == "hyperclovax":
-        with pytest.raises(ValueError, match=r"positive_model='.*' \(HyperCLOVAXForCausalLM\): its forward transforms the logits"):
+        with pytest.raises(
+            ValueError, match=r"positive_model='.*' \(HyperCLOVAXForCausalLM\): its forward transforms the logits"
+        ):
             models.token_probs(input_ids, attention_mask, scored)
         return
     probs = models.token_probs(input_ids, attention_mask, scored)[0][scored[0]]
@@ -168,10 +198,13 @@ def test_a_logit_transform_the_estimator_does_not_apply_is_refused(tmp_path, mon
 
     monkeypatch.delitem(critical_models.LOGIT_TRANSFORMS, "logit_scale")
     models = CriticalTokenModels.load(
-        save_transform_model(tmp_path / "positive", "cohere", 0), save_transform_model(tmp_path / "negative", "cohere", 1)
+        save_transform_model(tmp_path / "positive", "cohere", 0),
+        save_transform_model(tmp_path / "negative", "cohere", 1),
     )
     input_ids, attention_mask, scored = padded_batch([[5, 6, 7, 8, 9]], [2], 0, "right")
-    with pytest.raises(ValueError, match=r"\(CohereForCausalLM\): its forward transforms the logits .* the config attributes"):
+    with pytest.raises(
+        ValueError, match=r"\(CohereForCausalLM\): its forward transforms the logits .* the config attributes"
+    ):
         models.token_probs(input_ids, attention_mask, scored)
 
 
@@ -182,7 +215,9 @@ def test_the_estimator_localises_the_critical_token(critical_models, quickstart)
     models = CriticalTokenModels.load(str(critical_models["positive"]), str(critical_models["negative"]))
     hits, chance, rows = 0, 0.0, preference_rows(200, seed=5, num_steps=3)
     for row in rows:
-        prompt, chosen, rejected = (tokenizer(row[k], add_special_tokens=False)["input_ids"] for k in ("prompt", "chosen", "rejected"))
+        prompt, chosen, rejected = (
+            tokenizer(row[k], add_special_tokens=False)["input_ids"] for k in ("prompt", "chosen", "rejected")
+        )
         departure = next(i for i, (a, b) in enumerate(zip(chosen, rejected)) if a != b)
         input_ids, attention_mask, scored = padded_batch([prompt + rejected], [len(prompt)], 0, "right")
         probs = models.token_probs(input_ids, attention_mask, scored)[0][scored[0]]
@@ -198,11 +233,26 @@ def test_lora_adapters_of_one_base_share_it_and_score_as_each_adapter_alone(quic
     from trl_adpo.pipeline.io import write_jsonl
 
     write_jsonl(preference_rows(32, seed=2), tmp_path / "pairs.jsonl")
-    directories = train_critical.run(*train_critical.parse_args([  # cDPO's defaults: LoRA r = 8 on the MLP
-        "--model_name_or_path", str(quickstart / "model"), "--dataset_name", str(tmp_path / "pairs.jsonl"),
-        "--output_dir", str(tmp_path / "critical"), "--learning_rate", "3e-2", "--bf16", "false",
-        "--disable_tqdm", "true", "--per_device_train_batch_size", "8",
-    ]))
+    directories = train_critical.run(
+        *train_critical.parse_args(
+            [  # cDPO's defaults: LoRA r = 8 on the MLP
+                "--model_name_or_path",
+                str(quickstart / "model"),
+                "--dataset_name",
+                str(tmp_path / "pairs.jsonl"),
+                "--output_dir",
+                str(tmp_path / "critical"),
+                "--learning_rate",
+                "3e-2",
+                "--bf16",
+                "false",
+                "--disable_tqdm",
+                "true",
+                "--per_device_train_batch_size",
+                "8",
+            ]
+        )
+    )
     models = CriticalTokenModels.load(str(directories["positive"]), str(directories["negative"]))
     assert models.models["positive"] is models.models["negative"]  # one base, two adapters
     tokenizer = AutoTokenizer.from_pretrained(quickstart / "model")
@@ -234,8 +284,10 @@ def cadpo_trainer(tmp_path, quickstart, critical_models, rows, ref_model=True, p
         policy,
         ref_model=AutoModelForCausalLM.from_pretrained(quickstart / "model") if ref_model else None,
         args=ADPOConfig(
-            output_dir=str(tmp_path), positive_model=str(critical_models["positive"]),
-            negative_model=str(critical_models["negative"]), **{**COMMON, **options},
+            output_dir=str(tmp_path),
+            positive_model=str(critical_models["positive"]),
+            negative_model=str(critical_models["negative"]),
+            **{**COMMON, **options},
         ),
         processing_class=AutoTokenizer.from_pretrained(quickstart / "model"),
         train_dataset=rows if isinstance(rows, Dataset) else Dataset.from_list(rows),
@@ -243,9 +295,15 @@ def cadpo_trainer(tmp_path, quickstart, critical_models, rows, ref_model=True, p
 
 
 @pytest.mark.parametrize(
-    "options", [dict(num_segments=1), dict(num_segments=256), dict(granularity="static", window_size=3),
-                dict(num_segments=1, max_length=45), dict(num_segments=1, max_length=45, truncation_mode="keep_end"),
-                dict(num_segments=4, weight_chosen_tokens=True)],
+    "options",
+    [
+        dict(num_segments=1),
+        dict(num_segments=256),
+        dict(granularity="static", window_size=3),
+        dict(num_segments=1, max_length=45),
+        dict(num_segments=1, max_length=45, truncation_mode="keep_end"),
+        dict(num_segments=4, weight_chosen_tokens=True),
+    ],
     ids=["cDPO", "cADPO-m256", "cADPO-k3", "cDPO-truncated", "cDPO-truncated-keep-end", "cADPO-m4-both-sides"],
 )
 def test_cdpo_and_cadpo_equal_the_per_pair_loop(tmp_path, quickstart, critical_models, options):
@@ -269,10 +327,17 @@ def test_cdpo_and_cadpo_equal_the_per_pair_loop(tmp_path, quickstart, critical_m
         if options.get("weight_chosen_tokens"):
             weights["chosen_weights"] = probs(row, "chosen")
         granularity = options.get("granularity", "adaptive")
-        expected.append(pair_loss(
-            s_w, s_l, beta=0.5, granularity=granularity, k=options.get("window_size", 1),
-            m=options.get("num_segments", 256), **weights,
-        ))
+        expected.append(
+            pair_loss(
+                s_w,
+                s_l,
+                beta=0.5,
+                granularity=granularity,
+                k=options.get("window_size", 1),
+                m=options.get("num_segments", 256),
+                **weights,
+            )
+        )
     torch.testing.assert_close(
         batch_losses(trainer, rows).double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-4, atol=1e-5
     )
@@ -283,14 +348,19 @@ def test_cadpo_with_every_weight_one_is_adpo_step_for_step(tmp_path, quickstart,
     adpo = ADPOTrainer(
         AutoModelForCausalLM.from_pretrained(quickstart / "model"),
         args=ADPOConfig(output_dir=str(tmp_path / "adpo"), **COMMON),
-        processing_class=AutoTokenizer.from_pretrained(quickstart / "model"), train_dataset=Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(quickstart / "model"),
+        train_dataset=Dataset.from_list(rows),
     )
     # p_ce = 0 everywhere: every rejected weight 1 - p_ce is 1
     monkeypatch.setattr(
         "trl_adpo.critical_models.contrastive_token_probs", lambda *args, **kwargs: torch.zeros(args[5].shape)
     )
     cadpo = cadpo_trainer(
-        tmp_path / "cadpo", quickstart, critical_models, rows, ref_model=False,
+        tmp_path / "cadpo",
+        quickstart,
+        critical_models,
+        rows,
+        ref_model=False,
         policy=AutoModelForCausalLM.from_pretrained(quickstart / "model"),
     )
     adpo.train()
@@ -303,14 +373,22 @@ def test_cadpo_with_every_weight_one_is_adpo_step_for_step(tmp_path, quickstart,
         assert actual["adpo/rejected_weight_mean"] == 1.0 and actual["adpo/rejected_weight_below_half"] == 0.0
 
 
-def test_a_rejected_weight_of_exactly_one_half_is_not_counted_below_half(tmp_path, quickstart, critical_models, monkeypatch):
+def test_a_rejected_weight_of_exactly_one_half_is_not_counted_below_half(
+    tmp_path, quickstart, critical_models, monkeypatch
+):
     rows = preference_rows(8, seed=23)
     # p_ce = 0.5 everywhere: every rejected weight 1 - p_ce is exactly 0.5, which is not below one half
     monkeypatch.setattr(
         "trl_adpo.critical_models.contrastive_token_probs", lambda *args, **kwargs: torch.full(args[5].shape, 0.5)
     )
-    trainer = cadpo_trainer(tmp_path, quickstart, critical_models, rows, ref_model=False,
-                            policy=AutoModelForCausalLM.from_pretrained(quickstart / "model"))
+    trainer = cadpo_trainer(
+        tmp_path,
+        quickstart,
+        critical_models,
+        rows,
+        ref_model=False,
+        policy=AutoModelForCausalLM.from_pretrained(quickstart / "model"),
+    )
     trainer.train()
     logged = [e for e in trainer.state.log_history if "loss" in e]
     assert logged and all(e["adpo/rejected_weight_mean"] == 0.5 for e in logged)
@@ -327,9 +405,11 @@ def test_logged_rewards_are_dpos_unweighted_rewards(tmp_path, quickstart, critic
         for parameter in policy.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
     plain = ADPOTrainer(
-        copy.deepcopy(policy), ref_model=AutoModelForCausalLM.from_pretrained(quickstart / "model"),
+        copy.deepcopy(policy),
+        ref_model=AutoModelForCausalLM.from_pretrained(quickstart / "model"),
         args=ADPOConfig(output_dir=str(tmp_path / "plain"), **{**COMMON, "max_steps": 1}),
-        processing_class=AutoTokenizer.from_pretrained(quickstart / "model"), train_dataset=Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(quickstart / "model"),
+        train_dataset=Dataset.from_list(rows),
     )
     cadpo = cadpo_trainer(tmp_path / "cadpo", quickstart, critical_models, rows, policy=policy, max_steps=1)
     first = {}
@@ -351,8 +431,12 @@ def test_cadpo_with_an_nll_term_adds_the_weighted_nll_to_cadpos_loss(tmp_path, q
         trainer.train()
         first[name] = next(entry for entry in trainer.state.log_history if "loss" in entry)
     assert first["cadpo-nll"]["adpo/nll"] > 0 and "adpo/nll" not in first["cadpo"]
-    assert first["cadpo-nll"]["loss"] == pytest.approx(first["cadpo"]["loss"] + 0.3 * first["cadpo-nll"]["adpo/nll"], rel=1e-4)
-    assert first["cadpo-nll"]["adpo/rejected_weight_mean"] == pytest.approx(first["cadpo"]["adpo/rejected_weight_mean"])
+    assert first["cadpo-nll"]["loss"] == pytest.approx(
+        first["cadpo"]["loss"] + 0.3 * first["cadpo-nll"]["adpo/nll"], rel=1e-4
+    )
+    assert first["cadpo-nll"]["adpo/rejected_weight_mean"] == pytest.approx(
+        first["cadpo"]["adpo/rejected_weight_mean"]
+    )
 
 
 def test_weight_columns_already_in_the_data_are_computed_again(tmp_path, quickstart, critical_models):
@@ -377,11 +461,15 @@ def test_weights_of_a_row_do_not_depend_on_batch_size_or_order(tmp_path, quickst
     random.Random(0).shuffle(shuffled)
     weights = {}
     for name, data, batch_size in (("one", rows, 1), ("five", rows, 5), ("shuffled", shuffled, 4)):
-        trainer = cadpo_trainer(tmp_path / name, quickstart, critical_models, data, precompute_ref_batch_size=batch_size)
+        trainer = cadpo_trainer(
+            tmp_path / name, quickstart, critical_models, data, precompute_ref_batch_size=batch_size
+        )
         weights[name] = {row["prompt"]: row["rejected_weights"] for row in trainer.train_dataset}
     for name in ("five", "shuffled"):
         for prompt, expected in weights["one"].items():
-            torch.testing.assert_close(torch.tensor(weights[name][prompt]), torch.tensor(expected), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(
+                torch.tensor(weights[name][prompt]), torch.tensor(expected), rtol=1e-5, atol=1e-6
+            )
     assert all(0 <= w <= 1 for row in weights["one"].values() for w in row)
 
 
@@ -390,17 +478,22 @@ def test_cadpo_trains_a_lora_or_4bit_policy_and_names_cdpo_in_the_card(tmp_path,
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     quantization = None
     if policy == "4bit-lora":
-        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+        )
     model = AutoModelForCausalLM.from_pretrained(quickstart / "model", quantization_config=quantization)
     trainer = ADPOTrainer(
         model,
         args=ADPOConfig(
-            output_dir=str(tmp_path), positive_model=str(critical_models["positive"]),
-            negative_model=str(critical_models["negative"]), precompute_ref_log_probs=policy.startswith("lora"),
+            output_dir=str(tmp_path),
+            positive_model=str(critical_models["positive"]),
+            negative_model=str(critical_models["negative"]),
+            precompute_ref_log_probs=policy.startswith("lora"),
             **{**COMMON, "max_steps": 2},
         ),
         processing_class=AutoTokenizer.from_pretrained(quickstart / "model"),
-        train_dataset=Dataset.from_list(preference_rows(8, seed=24)), peft_config=lora,
+        train_dataset=Dataset.from_list(preference_rows(8, seed=24)),
+        peft_config=lora,
     )
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
@@ -409,7 +502,13 @@ def test_cadpo_trains_a_lora_or_4bit_policy_and_names_cdpo_in_the_card(tmp_path,
     assert 0 <= logs[0]["adpo/rejected_weight_below_half"] <= 1
     trainer.create_model_card()
     card = (tmp_path / "README.md").read_text()
-    for expected in ("Trained with cADPO", "| method | cADPO |", "2411.19943", "lin2025critical", "| positive model |"):
+    for expected in (
+        "Trained with cADPO",
+        "| method | cADPO |",
+        "2411.19943",
+        "lin2025critical",
+        "| positive model |",
+    ):
         assert expected in card, expected
 
 
@@ -430,13 +529,32 @@ def test_raw_samples_are_reduced_to_cdpos_selection_before_training(quickstart, 
         2: [("7", True)] * 4,  # one correct kept, no wrong sample
     }
     rows = [
-        {"problem_id": problem, "prompt": f"a = {problem} ; a = ?", "completion": f"answer {answer} ({n})",
-         "answer": answer, "reference": "x", "correct": correct}
-        for problem, samples in verdicts.items() for n, (answer, correct) in enumerate(samples)
+        {
+            "problem_id": problem,
+            "prompt": f"a = {problem} ; a = ?",
+            "completion": f"answer {answer} ({n})",
+            "answer": answer,
+            "reference": "x",
+            "correct": correct,
+        }
+        for problem, samples in verdicts.items()
+        for n, (answer, correct) in enumerate(samples)
     ]
     write_jsonl(rows, tmp_path / "samples.jsonl")
-    args = ["--model_name_or_path", str(quickstart / "model"), "--dataset_name", str(tmp_path / "samples.jsonl"),
-            "--output_dir", str(tmp_path / "out"), "--bf16", "false", "--max_steps", "1", "--disable_tqdm", "true"]
+    args = [
+        "--model_name_or_path",
+        str(quickstart / "model"),
+        "--dataset_name",
+        str(tmp_path / "samples.jsonl"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--bf16",
+        "false",
+        "--max_steps",
+        "1",
+        "--disable_tqdm",
+        "true",
+    ]
     train_critical.run(*train_critical.parse_args(args))
     printed = capsys.readouterr().out
     assert "cDPO's selection of the 12 verified samples: 2 correct and 4 incorrect completions" in printed
@@ -449,12 +567,18 @@ def test_raw_samples_are_reduced_to_cdpos_selection_before_training(quickstart, 
 
 
 def test_a_critical_model_with_another_vocabulary_is_refused(tmp_path, quickstart, critical_models, tiny_model_dir):
-    with pytest.raises(ValueError, match=r"ADPOConfig: negative_model='.*': its vocabulary \(48 tokens\) differs from the policy's tokenizer \(35 tokens\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"ADPOConfig: negative_model='.*': its vocabulary \(48 tokens\) differs from the policy's tokenizer "
+        r"\(35 tokens\)",
+    ):
         ADPOTrainer(
             AutoModelForCausalLM.from_pretrained(quickstart / "model"),
             args=ADPOConfig(
-                output_dir=str(tmp_path), positive_model=str(critical_models["positive"]),
-                negative_model=str(tiny_model_dir), **COMMON,
+                output_dir=str(tmp_path),
+                positive_model=str(critical_models["positive"]),
+                negative_model=str(tiny_model_dir),
+                **COMMON,
             ),
             processing_class=AutoTokenizer.from_pretrained(quickstart / "model"),
             train_dataset=Dataset.from_list(preference_rows(4, seed=25)),
@@ -466,7 +590,10 @@ def test_a_critical_model_with_another_vocabulary_is_refused(tmp_path, quickstar
     [
         (dict(positive_model="pos"), "positive_model is set but negative_model is not"),
         (dict(negative_model="neg"), "negative_model is set but positive_model is not"),
-        (dict(positive_model="p", negative_model="n", critical_token_gamma=-1.0), r"critical_token_gamma must be a number >= 0, got -1.0"),
+        (
+            dict(positive_model="p", negative_model="n", critical_token_gamma=-1.0),
+            r"critical_token_gamma must be a number >= 0, got -1.0",
+        ),
         (dict(critical_token_gamma=2.0), "critical_token_gamma applies to critical-token weights only"),
         (dict(weight_chosen_tokens=True), "weight_chosen_tokens applies to critical-token weights only"),
     ],
@@ -480,9 +607,18 @@ def test_critical_token_options_are_checked(tmp_path, options, message):
     "rows,message",
     [
         ([{"prompt": "a = 1 ; a = ?", "completion": "answer 1"}], r"has the columns \['completion', 'prompt'\]"),
-        ([{"prompt": "a = 1 ; a = ?", "completion": "answer 1", "correct": True}] * 2, "no incorrect completion among its 2 rows"),
-        ([{"prompt": "a = 1 ; a = ?", "completion": "answer 2", "correct": False}], "no correct completion among its 1 rows"),
-        ([{"prompt": "a = 1 ; a = ?", "completion": "answer 1", "correct": "yes"}], r"samples.jsonl, line 1: `correct` is 'yes'"),
+        (
+            [{"prompt": "a = 1 ; a = ?", "completion": "answer 1", "correct": True}] * 2,
+            "no incorrect completion among its 2 rows",
+        ),
+        (
+            [{"prompt": "a = 1 ; a = ?", "completion": "answer 2", "correct": False}],
+            "no correct completion among its 1 rows",
+        ),
+        (
+            [{"prompt": "a = 1 ; a = ?", "completion": "answer 1", "correct": "yes"}],
+            r"samples.jsonl, line 1: `correct` is 'yes'",
+        ),
     ],
     ids=["no-correct-column", "no-incorrect", "no-correct", "not-a-boolean"],
 )
@@ -492,8 +628,18 @@ def test_bad_samples_fail_before_training(quickstart, tmp_path, rows, message):
 
     write_jsonl(rows, tmp_path / "samples.jsonl")
     with pytest.raises(ValueError, match=message):
-        train_critical.run(*train_critical.parse_args([
-            "--model_name_or_path", str(quickstart / "model"), "--dataset_name", str(tmp_path / "samples.jsonl"),
-            "--output_dir", str(tmp_path / "out"), "--bf16", "false",
-        ]))
+        train_critical.run(
+            *train_critical.parse_args(
+                [
+                    "--model_name_or_path",
+                    str(quickstart / "model"),
+                    "--dataset_name",
+                    str(tmp_path / "samples.jsonl"),
+                    "--output_dir",
+                    str(tmp_path / "out"),
+                    "--bf16",
+                    "false",
+                ]
+            )
+        )
     assert not (tmp_path / "out").exists()

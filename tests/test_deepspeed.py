@@ -22,8 +22,17 @@ pytest.importorskip("deepspeed", reason="DeepSpeed is the `deepspeed` extra: pip
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train_adpo.py"
-COMPARED = ["loss", "grad_norm", "rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen",
-            "logps/rejected", "adpo/segment_accuracy", "adpo/segment_margin"]
+COMPARED = [
+    "loss",
+    "grad_norm",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "logps/chosen",
+    "logps/rejected",
+    "adpo/segment_accuracy",
+    "adpo/segment_margin",
+]
 SETUPS = {
     "live-reference": [],
     "lora": ["--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "q_proj", "v_proj"],
@@ -34,11 +43,33 @@ SETUPS = {
 
 def run_args(quickstart: Path, output_dir: Path, batch_size: int, extra: list[str]) -> list[str]:
     return [
-        "--config", str(ROOT / "configs" / "quickstart.yaml"), "--quickstart_dir", "",
-        "--model_name_or_path", str(quickstart / "model"), "--dataset_name", str(quickstart / "train.jsonl"),
-        "--eval_dataset_name", str(quickstart / "eval.jsonl"), "--output_dir", str(output_dir),
-        "--max_steps", "3", "--logging_steps", "1", "--per_device_train_batch_size", str(batch_size),
-        "--eval_strategy", "no", "--eval_on_start", "false", "--plot", "false", "--disable_tqdm", "true", *extra,
+        "--config",
+        str(ROOT / "configs" / "quickstart.yaml"),
+        "--quickstart_dir",
+        "",
+        "--model_name_or_path",
+        str(quickstart / "model"),
+        "--dataset_name",
+        str(quickstart / "train.jsonl"),
+        "--eval_dataset_name",
+        str(quickstart / "eval.jsonl"),
+        "--output_dir",
+        str(output_dir),
+        "--max_steps",
+        "3",
+        "--logging_steps",
+        "1",
+        "--per_device_train_batch_size",
+        str(batch_size),
+        "--eval_strategy",
+        "no",
+        "--eval_on_start",
+        "false",
+        "--plot",
+        "false",
+        "--disable_tqdm",
+        "true",
+        *extra,
     ]
 
 
@@ -63,25 +94,53 @@ def single_runs(quickstart, critical_models, tmp_path_factory):
     runs = tmp_path_factory.mktemp("single")
     for name, extra in SETUPS.items():
         if name == "cadpo":
-            extra = ["--positive_model", str(critical_models["positive"]), "--negative_model",
-                     str(critical_models["negative"])]
-        result = launch([sys.executable, str(SCRIPT), *run_args(quickstart, runs / name, 8, extra), "--use_cpu", "true"])
+            extra = [
+                "--positive_model",
+                str(critical_models["positive"]),
+                "--negative_model",
+                str(critical_models["negative"]),
+            ]
+        result = launch(
+            [sys.executable, str(SCRIPT), *run_args(quickstart, runs / name, 8, extra), "--use_cpu", "true"]
+        )
         assert result.returncode == 0, result.stderr[-3000:]
     return runs
 
 
 @pytest.mark.parametrize("setup", list(SETUPS))
 @pytest.mark.parametrize("stage", [2, 3])
-def test_deepspeed_gives_the_losses_and_weights_of_one_process(quickstart, critical_models, single_runs, tmp_path, stage, setup):
+def test_deepspeed_gives_the_losses_and_weights_of_one_process(
+    quickstart, critical_models, single_runs, tmp_path, stage, setup
+):
     extra = SETUPS[setup]
     if setup == "cadpo":
-        extra = ["--positive_model", str(critical_models["positive"]), "--negative_model", str(critical_models["negative"])]
-    result = launch([
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-        str(ROOT / "configs" / "accelerate" / f"deepspeed_zero{stage}.yaml"), "--num_processes", "2",
-        "--mixed_precision", "no", "--main_process_port", str(29700 + 10 * stage + list(SETUPS).index(setup)),
-        str(SCRIPT), *run_args(quickstart, tmp_path / "ds", 4, extra), "--use_cpu", "false", "--ddp_backend", "gloo",
-    ])
+        extra = [
+            "--positive_model",
+            str(critical_models["positive"]),
+            "--negative_model",
+            str(critical_models["negative"]),
+        ]
+    result = launch(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(ROOT / "configs" / "accelerate" / f"deepspeed_zero{stage}.yaml"),
+            "--num_processes",
+            "2",
+            "--mixed_precision",
+            "no",
+            "--main_process_port",
+            str(29700 + 10 * stage + list(SETUPS).index(setup)),
+            str(SCRIPT),
+            *run_args(quickstart, tmp_path / "ds", 4, extra),
+            "--use_cpu",
+            "false",
+            "--ddp_backend",
+            "gloo",
+        ]
+    )
     if stage == 3 and setup == "precomputed-reference" and ON_TRL028:  # TRL 0.28 refuses it, and says so
         assert result.returncode == 1
         assert "You cannot use `precompute_ref_log_probs=True` with Deepspeed ZeRO-3" in result.stderr
@@ -99,8 +158,10 @@ def test_deepspeed_gives_the_losses_and_weights_of_one_process(quickstart, criti
     expected_weights, weights = saved_weights(single_runs / setup), saved_weights(tmp_path / "ds")
     assert expected_weights.keys() == weights.keys()
     worst = max((tensor - expected_weights[name]).abs().max().item() for name, tensor in weights.items())
-    print(f"ZeRO-{stage} {setup}: largest weight difference {worst:.2e}, largest loss difference "
-          f"{max(abs(a['loss'] - b['loss']) for a, b in zip(one, two)):.2e}")
+    print(
+        f"ZeRO-{stage} {setup}: largest weight difference {worst:.2e}, largest loss difference "
+        f"{max(abs(a['loss'] - b['loss']) for a, b in zip(one, two)):.2e}"
+    )
     for name, tensor in weights.items():
         torch.testing.assert_close(tensor, expected_weights[name], rtol=1e-4, atol=1e-5, msg=name)
     if setup == "lora":  # the adapters trained: LoRA's B matrices start at zero

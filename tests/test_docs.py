@@ -33,11 +33,16 @@ RUN_PAGES = [page for page in PAGES if commands(page)]
 @pytest.mark.parametrize("page", RUN_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_runnable_commands_of_a_page_run_in_order(page, tmp_path):
     (tmp_path / "configs").symlink_to(ROOT / "configs")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
-           "HF_DATASETS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
     for command in commands(page):
-        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
-                                timeout=900)
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+        )
         assert result.returncode == 0, f"{page.name}: `{command}` failed:\n{result.stderr[-3000:]}"
         assert "Traceback" not in result.stderr, command
         assert "Setting accelerator to CPU" not in result.stdout + result.stderr, command  # DeepSpeed's line is noise

@@ -47,8 +47,15 @@ def few_shot_prompts(count: int, seed: int = 0) -> list[str]:
 def one_at_a_time(model, tokenizer, prompt, max_new_tokens: int, stop=()) -> str:
     """`model.generate` on one prompt, no padding, no cache given: the plain path."""
     ids = tokenizer(render(tokenizer, prompt), add_special_tokens=isinstance(prompt, str), return_tensors="pt")
-    output = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
-                            top_k=None, pad_token_id=tokenizer.pad_token_id)
+    output = model.generate(
+        **ids,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     return cut_at_stop(tokenizer.decode(output[0, ids["input_ids"].shape[1] :], skip_special_tokens=True), stop)
 
 
@@ -80,8 +87,21 @@ def sampled_by_hand(model, tokenizer, prompt, key, sample, *, seed, temperature,
 def test_greedy_completions_equal_generate_on_one_prompt_at_a_time(model_and_tokenizer, batch_size):
     model, tokenizer = model_and_tokenizer
     prompts = few_shot_prompts(11)
-    assert FastGenerator(model, tokenizer, encode_prompts(tokenizer, prompts), n=1, temperature=0, top_p=1,
-                         max_new_tokens=25, stop=(), seed=0, keys=range(11)).prefix_length >= 20  # the prefix is shared
+    assert (
+        FastGenerator(
+            model,
+            tokenizer,
+            encode_prompts(tokenizer, prompts),
+            n=1,
+            temperature=0,
+            top_p=1,
+            max_new_tokens=25,
+            stop=(),
+            seed=0,
+            keys=range(11),
+        ).prefix_length
+        >= 20
+    )  # the prefix is shared
     fast = generate(model, tokenizer, prompts, max_new_tokens=25, stop=["w7"], batch_size=batch_size)
     plain = [[one_at_a_time(model, tokenizer, prompt, 25, ["w7"])] for prompt in prompts]
     assert fast == plain
@@ -91,8 +111,10 @@ def test_greedy_completions_equal_generate_on_one_prompt_at_a_time(model_and_tok
 def test_chat_prompts_share_their_template_and_equal_the_plain_path(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     rng = random.Random(1)
-    prompts = [[{"role": "system", "content": "w1 w2 w3"}, {"role": "user", "content": " ".join(rng.choices(WORDS, k=k))}]
-               for k in (1, 4, 7, 2)]
+    prompts = [
+        [{"role": "system", "content": "w1 w2 w3"}, {"role": "user", "content": " ".join(rng.choices(WORDS, k=k))}]
+        for k in (1, 4, 7, 2)
+    ]
     assert shared_prefix_length(encode_prompts(tokenizer, prompts), model, 20) >= 6
     assert generate(model, tokenizer, prompts, max_new_tokens=20) == [
         [one_at_a_time(model, tokenizer, prompt, 20)] for prompt in prompts
@@ -105,8 +127,10 @@ def test_sampled_completions_equal_a_loop_without_cache_or_batch(model_and_token
     prompts, keys = few_shot_prompts(5, seed=2), ["a", "b", 7, "d", 9]
     options = dict(seed=3, temperature=1.3, top_p=top_p, max_new_tokens=12, stop=["w5"])
     fast = generate(model, tokenizer, prompts, n=3, keys=keys, batch_size=2, **options)
-    by_hand = [[sampled_by_hand(model, tokenizer, prompt, key, s, **options) for s in range(3)]
-               for prompt, key in zip(prompts, keys)]
+    by_hand = [
+        [sampled_by_hand(model, tokenizer, prompt, key, s, **options) for s in range(3)]
+        for prompt, key in zip(prompts, keys)
+    ]
     assert fast == by_hand
     assert len({text for texts in fast for text in texts}) > 5  # the samples differ
 
@@ -128,8 +152,11 @@ def test_skipped_prompts_are_not_yielded_and_the_others_are_unchanged(model_and_
     prompts = few_shot_prompts(7, seed=6)
     options = dict(n=2, temperature=1.0, max_new_tokens=8, batch_size=3)
     everything = generate(model, tokenizer, prompts, **options)
-    yielded = {i: texts for indices, batch in generate_batches(model, tokenizer, prompts, skip=[0, 1, 5], **options)
-               for i, texts in zip(indices, batch)}
+    yielded = {
+        i: texts
+        for indices, batch in generate_batches(model, tokenizer, prompts, skip=[0, 1, 5], **options)
+        for i, texts in zip(indices, batch)
+    }
     assert sorted(yielded) == [2, 3, 4, 6] and all(yielded[i] == everything[i] for i in yielded)
 
 
@@ -191,8 +218,16 @@ def test_a_reserved_layer_holds_what_a_dynamic_layer_holds_and_grows_in_place():
 
     torch.manual_seed(0)
     plain, reserved = DynamicLayer(), ReservedLayer(capacity=12)
-    steps = [("update", 5), ("update", 1), ("select", [2, 0]), ("update", 1), ("repeat", 3), ("update", 2),
-             ("crop", -1), ("update", 1)]
+    steps = [
+        ("update", 5),
+        ("update", 1),
+        ("select", [2, 0]),
+        ("update", 1),
+        ("repeat", 3),
+        ("update", 2),
+        ("crop", -1),
+        ("update", 1),
+    ]
     rows = 3
     for number, (kind, value) in enumerate(steps):
         if kind == "update":

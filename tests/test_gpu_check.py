@@ -16,7 +16,10 @@ def test_the_smoke_run_measures_every_part_and_writes_the_report(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OUT": ""}
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu" / "run.py"), "--smoke", "--output-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
@@ -24,7 +27,9 @@ def test_the_smoke_run_measures_every_part_and_writes_the_report(tmp_path):
     assert results["critical_tokens"]["scored_tokens_per_second"] > 0
     trained = [row for row in results["trainers"] if "skipped" not in row]
     assert {(row["mode"], row["method"]) for row in trained} == {
-        (mode, method) for mode in ("full", "lora") for method in ("DPO", "ADPO m=256", "ADPO static k=1", "cADPO m=256")
+        (mode, method)
+        for mode in ("full", "lora")
+        for method in ("DPO", "ADPO m=256", "ADPO static k=1", "cADPO m=256")
     }
     assert all(row["step_seconds"] > 0 for row in trained)
     report = (tmp_path / "results.md").read_text()

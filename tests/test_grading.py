@@ -17,7 +17,9 @@ def test_each_answer_and_reference_is_judged_once_and_no_answer_is_wrong():
         judged.append((answer, reference))
         return answer == reference
 
-    verifier = Verifier("counting", reference=str.strip, answer=lambda c: c.split()[-1] if c.split() else None, same=same)
+    verifier = Verifier(
+        "counting", reference=str.strip, answer=lambda c: c.split()[-1] if c.split() else None, same=same
+    )
     completions = ["so 4", "it is 4", "so 5", "", "so 4", "so 4"]
     references = ["4", "4", "4", "4", "5", "4"]
     with Grader(verifier) as grader:

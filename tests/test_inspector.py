@@ -46,16 +46,27 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("granularity,max_length,mode", CASES, ids=lambda v: repr(v) if isinstance(v, dict) else str(v))
+@pytest.mark.parametrize(
+    "granularity,max_length,mode", CASES, ids=lambda v: repr(v) if isinstance(v, dict) else str(v)
+)
 def test_the_inspector_scores_a_pair_as_the_trainer_does(tmp_path, bos_model_dir, granularity, max_length, mode):
     rows = preference_rows(4, seed=31)
     tokenizer = AutoTokenizer.from_pretrained(bos_model_dir)
     policy, reference = perturbed(bos_model_dir), AutoModelForCausalLM.from_pretrained(bos_model_dir)
     trainer = ADPOTrainer(
-        policy, ref_model=reference,
-        args=ADPOConfig(output_dir=str(tmp_path), report_to="none", bf16=False, beta=0.5, max_length=max_length,
-                        truncation_mode=mode, **granularity),
-        processing_class=tokenizer, train_dataset=Dataset.from_list(rows),
+        policy,
+        ref_model=reference,
+        args=ADPOConfig(
+            output_dir=str(tmp_path),
+            report_to="none",
+            bf16=False,
+            beta=0.5,
+            max_length=max_length,
+            truncation_mode=mode,
+            **granularity,
+        ),
+        processing_class=tokenizer,
+        train_dataset=Dataset.from_list(rows),
     )
     tokenized = [trainer.train_dataset[i] for i in range(len(rows))]
     if not ON_TRL028:  # the case the inspector once got wrong: TRL 1.x starts the prompt with BOS
@@ -65,8 +76,17 @@ def test_the_inspector_scores_a_pair_as_the_trainer_does(tmp_path, bos_model_dir
     expected = batch_losses(trainer, tokenized)
     for row, loss in zip(rows, expected.tolist()):
         report = inspect_pair(
-            tokenizer, row["prompt"], row["chosen"], row["rejected"], Granularity(**granularity), beta=0.5,
-            max_length=max_length, truncation_mode=mode, policy=policy, reference=reference,
+            tokenizer,
+            row["prompt"],
+            row["chosen"],
+            row["rejected"],
+            Granularity(**granularity),
+            tokenize_dataset=ADPOTrainer.tokenize_dataset,
+            beta=0.5,
+            max_length=max_length,
+            truncation_mode=mode,
+            policy=policy,
+            reference=reference,
         )
         assert report.loss == pytest.approx(loss, rel=1e-4, abs=1e-5)
     assert str(round(report.loss, 4))[:5] in to_text(report) and "DPO" in to_html(report)
@@ -80,17 +100,27 @@ def test_the_gradients_are_the_derivative_of_the_loss_written_out(quickstart, cr
     tokenizer = AutoTokenizer.from_pretrained(quickstart / "model")
     row = preference_rows(1, seed=32)[0]
     report = inspect_pair(
-        tokenizer, row["prompt"], row["chosen"], row["rejected"], Granularity(num_segments=4), beta=0.5,
+        tokenizer,
+        row["prompt"],
+        row["chosen"],
+        row["rejected"],
+        Granularity(num_segments=4),
+        tokenize_dataset=ADPOTrainer.tokenize_dataset,
+        beta=0.5,
         policy=AutoModelForCausalLM.from_pretrained(critical_models["positive"]),
         reference=AutoModelForCausalLM.from_pretrained(quickstart / "model"),
         critical_models=CriticalTokenModels.load(str(critical_models["positive"]), str(critical_models["negative"])),
     )
     sigmoid = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
-    dpo_margin = 0.5 * (sum(report.chosen.logratios) - sum(w * s for w, s in zip(report.rejected.weights, report.rejected.logratios)))
+    dpo_margin = 0.5 * (
+        sum(report.chosen.logratios) - sum(w * s for w, s in zip(report.rejected.weights, report.rejected.logratios))
+    )
     for sign, side in ((-1, report.chosen), (1, report.rejected)):
         weights = side.weights or [1.0] * len(side.logratios)
         for t, segment in enumerate(side.segment_ids):
-            assert side.gradients[t] == pytest.approx(sign * 0.5 * weights[t] * sigmoid(-report.margins[segment]), rel=1e-6)
+            assert side.gradients[t] == pytest.approx(
+                sign * 0.5 * weights[t] * sigmoid(-report.margins[segment]), rel=1e-6
+            )
             assert side.dpo_gradients[t] == pytest.approx(sign * 0.5 * weights[t] * sigmoid(-dpo_margin), rel=1e-6)
     assert report.dpo_loss == pytest.approx(-math.log(sigmoid(dpo_margin)), rel=1e-6)
     chosen_ids, rejected_ids = report.chosen.token_ids, report.rejected.token_ids

@@ -39,15 +39,38 @@ def config(start: Path, problems: Path, output_dir: Path) -> dict:
         "model_name_or_path": str(start),
         "output_dir": str(output_dir),
         "rounds": 2,
-        "sample": {"task": "arithmetic", "dataset_name": str(problems / "problems.jsonl"), "n": 4, "temperature": 1.0,
-                   "max_new_tokens": 40, "batch_size": 4},
+        "sample": {
+            "task": "arithmetic",
+            "dataset_name": str(problems / "problems.jsonl"),
+            "n": 4,
+            "temperature": 1.0,
+            "max_new_tokens": 40,
+            "batch_size": 4,
+        },
         "pairs": {"seed": 0},
-        "train": {"use_peft": True, "lora_r": 4, "lora_alpha": 8, "lora_target_modules": ["q_proj", "v_proj"],
-                  "max_steps": 2, "per_device_train_batch_size": 4, "learning_rate": 5e-3, "bf16": False,
-                  "report_to": "none", "save_strategy": "no", "disable_tqdm": True, "logging_steps": 1, "plot": False,
-                  "loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 1.0]},
-        "evaluate": {"task": "arithmetic", "dataset_name": str(problems / "heldout.jsonl"), "dataset_split": "train",
-                     "max_new_tokens": 40},
+        "train": {
+            "use_peft": True,
+            "lora_r": 4,
+            "lora_alpha": 8,
+            "lora_target_modules": ["q_proj", "v_proj"],
+            "max_steps": 2,
+            "per_device_train_batch_size": 4,
+            "learning_rate": 5e-3,
+            "bf16": False,
+            "report_to": "none",
+            "save_strategy": "no",
+            "disable_tqdm": True,
+            "logging_steps": 1,
+            "plot": False,
+            "loss_type": ["sigmoid", "sft"],
+            "loss_weights": [1.0, 1.0],
+        },
+        "evaluate": {
+            "task": "arithmetic",
+            "dataset_name": str(problems / "heldout.jsonl"),
+            "dataset_split": "train",
+            "max_new_tokens": 40,
+        },
     }
 
 
@@ -59,7 +82,9 @@ def outputs(run_dir: Path) -> dict:
         found[f"{r}/samples"] = read_jsonl(directory / "samples.jsonl")
         found[f"{r}/pairs"] = read_jsonl(directory / "pairs.jsonl")
         found[f"{r}/weights"] = load_file(directory / "model" / "model.safetensors")
-        found[f"{r}/verdicts"] = [p["correct"] for p in json.loads((directory / "evaluation.json").read_text())["problems"]]
+        found[f"{r}/verdicts"] = [
+            p["correct"] for p in json.loads((directory / "evaluation.json").read_text())["problems"]
+        ]
     return found
 
 
@@ -89,7 +114,8 @@ def test_two_rounds_end_to_end(uninterrupted):
     assert (run_dir / "accuracy_per_round.png").is_file()
     progress = json.loads((run_dir / "progress.json").read_text())["done"]
     assert list(progress) == [
-        "round-0/evaluate", *(f"round-{r}/{stage}" for r in (1, 2) for stage in ("sample", "pairs", "train", "merge", "evaluate"))
+        "round-0/evaluate",
+        *(f"round-{r}/{stage}" for r in (1, 2) for stage in ("sample", "pairs", "train", "merge", "evaluate")),
     ]
     # each round samples from the previous round's policy
     for r, start in ((1, None), (2, run_dir / "round-1" / "model")):
@@ -184,24 +210,33 @@ def test_a_run_killed_in_any_stage_resumes_to_what_an_uninterrupted_run_leaves(
     assert f"round-1/{stage}" not in done and "round-0/evaluate" in done
     before = {name: (run_dir / name).stat().st_mtime_ns for name in ("round-0/evaluation.json",)}
     iterate.run(settings)
-    assert (run_dir / "round-0" / "evaluation.json").stat().st_mtime_ns == before["round-0/evaluation.json"]  # not redone
+    assert (run_dir / "round-0" / "evaluation.json").stat().st_mtime_ns == before[
+        "round-0/evaluation.json"
+    ]  # not redone
     assert_same(outputs(run_dir), outputs(uninterrupted[0]))
 
 
-def test_kill_9_during_training_then_the_same_command_finishes_the_run(uninterrupted, critical_models, problems, tmp_path):
+def test_kill_9_during_training_then_the_same_command_finishes_the_run(
+    uninterrupted, critical_models, problems, tmp_path
+):
     run_dir = tmp_path / "run"
     config_file = tmp_path / "iterate.yaml"
     config_file.write_text(yaml.safe_dump(config(critical_models["positive"], problems, run_dir)))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    process = subprocess.Popen([str(COMMAND), "iterate", "--config", str(config_file)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(COMMAND), "iterate", "--config", str(config_file)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while not (run_dir / "round-1" / "train").exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    result = subprocess.run([str(COMMAND), "iterate", "--config", str(config_file)], env=env, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [str(COMMAND), "iterate", "--config", str(config_file)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "accuracy  " in result.stdout and "95% interval" in result.stdout
     assert_same(outputs(run_dir), outputs(uninterrupted[0]))
@@ -235,7 +270,9 @@ def test_bad_configs_fail_before_any_work(critical_models, problems, tmp_path, c
     assert not (tmp_path / "run" / "round-0").exists()
 
 
-def test_start_samples_serve_as_round_one_only_if_sampled_with_the_same_options(uninterrupted, critical_models, problems, tmp_path):
+def test_start_samples_serve_as_round_one_only_if_sampled_with_the_same_options(
+    uninterrupted, critical_models, problems, tmp_path
+):
     start_samples = uninterrupted[0] / "round-1" / "samples.jsonl"  # sampled from the start with the same section
     reused = config(critical_models["positive"], problems, tmp_path / "reused")
     reused.update(rounds=1, evaluate_start=False, start_samples=str(start_samples))

@@ -61,12 +61,26 @@ def test_matches_plain_loop_per_pair(granularity, k, m, reduction, eps):
     chosen, rejected, chosen_mask, rejected_mask = random_pairs(UNEQUAL_LENGTHS, seed=k * 100 + m)
     beta = 0.3
     out = adpo_loss(
-        chosen, rejected, chosen_mask, rejected_mask,
-        beta=beta, **family(granularity, k, m), label_smoothing=eps, reduction=reduction,
+        chosen,
+        rejected,
+        chosen_mask,
+        rejected_mask,
+        beta=beta,
+        **family(granularity, k, m),
+        label_smoothing=eps,
+        reduction=reduction,
     )
     expected = oracle_losses(
-        chosen, rejected, chosen_mask, rejected_mask,
-        beta=beta, granularity=granularity, k=k, m=m, eps=eps, reduction=reduction,
+        chosen,
+        rejected,
+        chosen_mask,
+        rejected_mask,
+        beta=beta,
+        granularity=granularity,
+        k=k,
+        m=m,
+        eps=eps,
+        reduction=reduction,
     )
     torch.testing.assert_close(out.losses, torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=1e-12)
 
@@ -79,7 +93,7 @@ def test_segment_rewards_mask_and_feedback_length_match_the_spec(granularity, k,
         count = max(segment_count(n_w, granularity, k, m), segment_count(n_l, granularity, k, m))
         assert out.feedback_length[i].item() == count
         assert out.segment_mask[i].tolist() == [j < count for j in range(out.segment_mask.shape[1])]
-        for side, values, mask, rewards in (
+        for _side, values, mask, rewards in (
             (0, chosen, chosen_mask, out.chosen_rewards),
             (1, rejected, rejected_mask, out.rejected_rewards),
         ):
@@ -108,21 +122,43 @@ def sizes(ids: list[int]) -> list[int]:
 # The paper's Figure 1, panels (e)-(g): (T, m) -> segment sizes, as drawn. Pair A is |y_w| = 5, |y_l| = 9; pair B is
 # |y_w| = 7, |y_l| = 4. The longer segments come last.
 FIGURE_1_ADAPTIVE = {
-    (5, 1): [5], (9, 1): [9], (7, 1): [7], (4, 1): [4],
-    (5, 2): [2, 3], (9, 2): [4, 5], (7, 2): [3, 4], (4, 2): [2, 2],
-    (5, 4): [1, 1, 1, 2], (9, 4): [2, 2, 2, 3], (7, 4): [1, 2, 2, 2], (4, 4): [1, 1, 1, 1],
+    (5, 1): [5],
+    (9, 1): [9],
+    (7, 1): [7],
+    (4, 1): [4],
+    (5, 2): [2, 3],
+    (9, 2): [4, 5],
+    (7, 2): [3, 4],
+    (4, 2): [2, 2],
+    (5, 4): [1, 1, 1, 2],
+    (9, 4): [2, 2, 2, 3],
+    (7, 4): [1, 2, 2, 2],
+    (4, 4): [1, 1, 1, 1],
 }
 # Panels (b)-(d): (T, k) -> windows over the response's own tokens (the paper pads the shorter response to the
 # longer one; the padded windows carry no tokens here).
 FIGURE_1_STATIC = {
-    (5, 1): [1, 1, 1, 1, 1], (9, 1): [1] * 9, (7, 1): [1] * 7, (4, 1): [1, 1, 1, 1],
-    (5, 2): [2, 2, 1], (9, 2): [2, 2, 2, 2, 1], (7, 2): [2, 2, 2, 1], (4, 2): [2, 2],
-    (5, 4): [4, 1], (9, 4): [4, 4, 1], (7, 4): [4, 3], (4, 4): [4],
+    (5, 1): [1, 1, 1, 1, 1],
+    (9, 1): [1] * 9,
+    (7, 1): [1] * 7,
+    (4, 1): [1, 1, 1, 1],
+    (5, 2): [2, 2, 1],
+    (9, 2): [2, 2, 2, 2, 1],
+    (7, 2): [2, 2, 2, 1],
+    (4, 2): [2, 2],
+    (5, 4): [4, 1],
+    (9, 4): [4, 4, 1],
+    (7, 4): [4, 3],
+    (4, 4): [4],
 }
 # Terms (log-sigmoids) per pair in each panel: pair A, pair B.
 FIGURE_1_TERMS = {
-    ("static", 1): (9, 7), ("static", 2): (5, 4), ("static", 4): (3, 2),
-    ("adaptive", 1): (1, 1), ("adaptive", 2): (2, 2), ("adaptive", 4): (4, 4),
+    ("static", 1): (9, 7),
+    ("static", 2): (5, 4),
+    ("static", 4): (3, 2),
+    ("adaptive", 1): (1, 1),
+    ("adaptive", 2): (2, 2),
+    ("adaptive", 4): (4, 4),
 }
 
 
@@ -144,7 +180,11 @@ def test_figure_1_pairs_have_the_figures_number_of_terms(panel):
     chosen, rejected, chosen_mask, rejected_mask = random_pairs([(5, 9), (7, 4)], seed=1)
     granularity, size = panel
     out = adpo_loss(
-        chosen, rejected, chosen_mask, rejected_mask, beta=1.0,
+        chosen,
+        rejected,
+        chosen_mask,
+        rejected_mask,
+        beta=1.0,
         **family(granularity, size, size),
     )
     assert tuple(out.feedback_length.tolist()) == FIGURE_1_TERMS[panel]
@@ -153,10 +193,14 @@ def test_figure_1_pairs_have_the_figures_number_of_terms(panel):
 def test_the_default_granularity_is_the_papers_headline_adaptive_256():
     chosen, rejected, chosen_mask, rejected_mask = random_pairs([(300, 700), (5, 9)], seed=4)
     default = adpo_loss(chosen, rejected, chosen_mask, rejected_mask, beta=0.1)
-    explicit = adpo_loss(chosen, rejected, chosen_mask, rejected_mask, beta=0.1, granularity="adaptive", num_segments=256)
+    explicit = adpo_loss(
+        chosen, rejected, chosen_mask, rejected_mask, beta=0.1, granularity="adaptive", num_segments=256
+    )
     torch.testing.assert_close(default.losses, explicit.losses, rtol=0, atol=0)
     assert default.feedback_length.tolist() == [256, 9]  # at most 256 segments; one per token below 256 tokens
-    assert sizes(segment_ids(torch.ones(1, 700, dtype=torch.bool), "adaptive")[0].tolist())[-1] == 3  # 700 tokens: 68 segments of 2, then 188 of 3
+    assert (
+        sizes(segment_ids(torch.ones(1, 700, dtype=torch.bool), "adaptive")[0].tolist())[-1] == 3
+    )  # 700 tokens: 68 segments of 2, then 188 of 3
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])
@@ -240,8 +284,11 @@ def test_order_padding_and_batch_composition_do_not_change_a_pairs_loss(granular
     for i in range(len(UNEQUAL_LENGTHS)):
         n_w, n_l = UNEQUAL_LENGTHS[i]
         alone = adpo_loss(
-            chosen[i : i + 1, :n_w], rejected[i : i + 1, :n_l],
-            chosen_mask[i : i + 1, :n_w], rejected_mask[i : i + 1, :n_l], **kwargs,
+            chosen[i : i + 1, :n_w],
+            rejected[i : i + 1, :n_l],
+            chosen_mask[i : i + 1, :n_w],
+            rejected_mask[i : i + 1, :n_l],
+            **kwargs,
         ).losses
         torch.testing.assert_close(alone, base[i : i + 1], rtol=1e-12, atol=1e-12)
 
@@ -249,8 +296,13 @@ def test_order_padding_and_batch_composition_do_not_change_a_pairs_loss(granular
 def test_left_padding_gives_the_same_segments_as_right_padding():
     values = torch.randn(1, 6, dtype=torch.float64)
     right = adpo_loss(
-        values, values * 0.5, torch.ones(1, 6, dtype=torch.bool), torch.ones(1, 6, dtype=torch.bool),
-        beta=1.0, granularity="adaptive", num_segments=4,
+        values,
+        values * 0.5,
+        torch.ones(1, 6, dtype=torch.bool),
+        torch.ones(1, 6, dtype=torch.bool),
+        beta=1.0,
+        granularity="adaptive",
+        num_segments=4,
     )
     left_values = torch.cat([torch.full((1, 3), float("nan"), dtype=torch.float64), values], dim=1)
     left_mask = torch.arange(9).unsqueeze(0) >= 3
@@ -267,9 +319,7 @@ def test_bfloat16_inputs_are_summed_in_float32():
     mask = torch.ones(2, 4096, dtype=torch.bool)
     out = adpo_loss(chosen, rejected, mask, mask, beta=0.01, granularity="adaptive", num_segments=1)
     assert out.losses.dtype == torch.float32
-    expected = [
-        dpo_pair_loss(chosen[i].double().tolist(), rejected[i].double().tolist(), beta=0.01) for i in range(2)
-    ]
+    expected = [dpo_pair_loss(chosen[i].double().tolist(), rejected[i].double().tolist(), beta=0.01) for i in range(2)]
     torch.testing.assert_close(out.losses, torch.tensor(expected, dtype=torch.float32), rtol=1e-5, atol=1e-6)
     # summing in bfloat16 itself would be off by far more than that
     naive = 0.01 * (chosen.sum(1) - rejected.sum(1))
@@ -297,7 +347,6 @@ def test_segment_statistics():
     assert out.segment_margin_sum.tolist() == [2.5]
 
 
-
 def test_a_tied_segment_is_no_win():
     """A segment whose chosen and rejected rewards are equal (a shared prefix token, two segments scored alike)
     counts as no win in `segment_wins` (and so in `adpo/segment_accuracy`), though it counts as a segment."""
@@ -307,6 +356,7 @@ def test_a_tied_segment_is_no_win():
     out = adpo_loss(chosen, rejected, one, one, beta=1.0, granularity="static", window_size=1)
     assert out.feedback_length.tolist() == [4]
     assert out.segment_wins.tolist() == [1]  # the two ties and the loss are no wins
+
 
 @settings(max_examples=60, deadline=None)
 @given(
@@ -335,8 +385,12 @@ def test_property_matches_plain_loop(lengths, granularity, k, m, beta, eps, seed
 def _call(**overrides):
     mask = torch.ones(2, 3, dtype=torch.bool)
     kwargs = dict(
-        chosen_logratios=torch.zeros(2, 3), rejected_logratios=torch.zeros(2, 3),
-        chosen_mask=mask, rejected_mask=mask, beta=0.1, granularity="static",
+        chosen_logratios=torch.zeros(2, 3),
+        rejected_logratios=torch.zeros(2, 3),
+        chosen_mask=mask,
+        rejected_mask=mask,
+        beta=0.1,
+        granularity="static",
     )
     kwargs.update(overrides)
     return adpo_loss(**kwargs)
@@ -350,7 +404,10 @@ def _call(**overrides):
         (dict(window_size=1.5), r"window_size must be an integer >= 1"),
         (dict(granularity="adaptive", num_segments=0), r"num_segments must be an integer >= 1 .*got 0"),
         (dict(granularity="adaptive", window_size=2), r"window_size=2 applies to granularity='static' only"),
-        (dict(num_segments=16), r"num_segments=16 applies to granularity='adaptive' only, and granularity is 'static'"),
+        (
+            dict(num_segments=16),
+            r"num_segments=16 applies to granularity='adaptive' only, and granularity is 'static'",
+        ),
         (dict(label_smoothing=0.5), r"label_smoothing must be in \[0, 0.5\), got 0.5"),
         (dict(label_smoothing=-0.1), r"label_smoothing must be in \[0, 0.5\), got -0.1"),
         (dict(reduction="max"), r"reduction must be one of \('sum', 'mean'\), got 'max'"),
@@ -395,15 +452,29 @@ def random_weights(values: torch.Tensor, mask: torch.Tensor, seed: int) -> torch
 @pytest.mark.parametrize("granularity,k,m", GRANULARITIES)
 def test_weighted_loss_matches_plain_loop_per_pair(granularity, k, m):
     chosen, rejected, chosen_mask, rejected_mask = random_pairs(UNEQUAL_LENGTHS, seed=21)
-    chosen_weights, rejected_weights = random_weights(chosen, chosen_mask, 1), random_weights(rejected, rejected_mask, 2)
+    chosen_weights, rejected_weights = (
+        random_weights(chosen, chosen_mask, 1),
+        random_weights(rejected, rejected_mask, 2),
+    )
     out = adpo_loss(
-        chosen, rejected, chosen_mask, rejected_mask, beta=0.6, **family(granularity, k, m),
-        chosen_weights=chosen_weights, rejected_weights=rejected_weights,
+        chosen,
+        rejected,
+        chosen_mask,
+        rejected_mask,
+        beta=0.6,
+        **family(granularity, k, m),
+        chosen_weights=chosen_weights,
+        rejected_weights=rejected_weights,
     )
     expected = [
         pair_loss(
-            unpadded(chosen, chosen_mask, i), unpadded(rejected, rejected_mask, i), beta=0.6, granularity=granularity,
-            k=k, m=m, chosen_weights=unpadded(chosen_weights, chosen_mask, i),
+            unpadded(chosen, chosen_mask, i),
+            unpadded(rejected, rejected_mask, i),
+            beta=0.6,
+            granularity=granularity,
+            k=k,
+            m=m,
+            chosen_weights=unpadded(chosen_weights, chosen_mask, i),
             rejected_weights=unpadded(rejected_weights, rejected_mask, i),
         )
         for i in range(len(UNEQUAL_LENGTHS))
@@ -411,14 +482,21 @@ def test_weighted_loss_matches_plain_loop_per_pair(granularity, k, m):
     torch.testing.assert_close(out.losses, torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("granularity,k,m", [("static", 1, 256), ("static", 2, 256), ("adaptive", 1, 3), ("adaptive", 1, 256)])
+@pytest.mark.parametrize(
+    "granularity,k,m", [("static", 1, 256), ("static", 2, 256), ("adaptive", 1, 3), ("adaptive", 1, 256)]
+)
 def test_all_ones_weights_equal_the_unweighted_loss(granularity, k, m):
     chosen, rejected, chosen_mask, rejected_mask = random_pairs(UNEQUAL_LENGTHS, seed=22)
     kwargs = dict(beta=0.3, **family(granularity, k, m))
     plain = adpo_loss(chosen, rejected, chosen_mask, rejected_mask, **kwargs)
     ones = adpo_loss(
-        chosen, rejected, chosen_mask, rejected_mask, **kwargs,
-        chosen_weights=torch.ones_like(chosen), rejected_weights=torch.ones_like(rejected),
+        chosen,
+        rejected,
+        chosen_mask,
+        rejected_mask,
+        **kwargs,
+        chosen_weights=torch.ones_like(chosen),
+        rejected_weights=torch.ones_like(rejected),
     )
     torch.testing.assert_close(ones.losses, plain.losses, rtol=0, atol=0)
     torch.testing.assert_close(ones.chosen_rewards, plain.chosen_rewards, rtol=0, atol=0)
@@ -433,20 +511,36 @@ def test_one_segment_with_weights_is_cdpo_computed_by_hand():
     # margin = 0.5 * ((0.5 - 1 + 2) - (1 * 1 + 0.2 * 3 + 0.5 * -0.5 + 0 * 0.25)) = 0.5 * (1.5 - 1.35) = 0.075
     expected = -math.log(1 / (1 + math.exp(-0.075)))
     out = adpo_loss(
-        chosen, rejected, torch.ones_like(chosen, dtype=torch.bool), torch.ones_like(rejected, dtype=torch.bool),
-        beta=beta, num_segments=1, rejected_weights=rejected_weights,
+        chosen,
+        rejected,
+        torch.ones_like(chosen, dtype=torch.bool),
+        torch.ones_like(rejected, dtype=torch.bool),
+        beta=beta,
+        num_segments=1,
+        rejected_weights=rejected_weights,
     )
     assert out.losses.item() == pytest.approx(expected, rel=1e-12)
     # and the same on random pairs, against the plain weighted DPO loop
     chosen, rejected, chosen_mask, rejected_mask = random_pairs(UNEQUAL_LENGTHS, seed=23)
-    chosen_weights, rejected_weights = random_weights(chosen, chosen_mask, 3), random_weights(rejected, rejected_mask, 4)
+    chosen_weights, rejected_weights = (
+        random_weights(chosen, chosen_mask, 3),
+        random_weights(rejected, rejected_mask, 4),
+    )
     out = adpo_loss(
-        chosen, rejected, chosen_mask, rejected_mask, beta=0.2, num_segments=1,
-        chosen_weights=chosen_weights, rejected_weights=rejected_weights,
+        chosen,
+        rejected,
+        chosen_mask,
+        rejected_mask,
+        beta=0.2,
+        num_segments=1,
+        chosen_weights=chosen_weights,
+        rejected_weights=rejected_weights,
     )
     expected = [
         dpo_pair_loss(
-            unpadded(chosen, chosen_mask, i), unpadded(rejected, rejected_mask, i), beta=0.2,
+            unpadded(chosen, chosen_mask, i),
+            unpadded(rejected, rejected_mask, i),
+            beta=0.2,
             chosen_weights=unpadded(chosen_weights, chosen_mask, i),
             rejected_weights=unpadded(rejected_weights, rejected_mask, i),
         )
@@ -464,8 +558,14 @@ def test_weighted_gradcheck_no_gradient_through_weights_and_none_on_padding(gran
 
     def losses(c, r):
         return adpo_loss(
-            c, r, chosen_mask, rejected_mask, beta=0.7, **family(granularity, k, m),
-            chosen_weights=chosen_weights, rejected_weights=rejected_weights,
+            c,
+            r,
+            chosen_mask,
+            rejected_mask,
+            beta=0.7,
+            **family(granularity, k, m),
+            chosen_weights=chosen_weights,
+            rejected_weights=rejected_weights,
         ).losses
 
     assert torch.autograd.gradcheck(losses, (chosen, rejected))
@@ -478,7 +578,9 @@ def test_weighted_gradcheck_no_gradient_through_weights_and_none_on_padding(gran
 def test_a_zero_weight_removes_a_tokens_log_ratio():
     one = torch.ones(1, 3, dtype=torch.bool)
     chosen, rejected = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[0.0, 0.0, 0.0]])
-    weighted = adpo_loss(chosen, rejected, one, one, beta=1.0, num_segments=1, chosen_weights=torch.tensor([[1.0, 0.0, 1.0]]))
+    weighted = adpo_loss(
+        chosen, rejected, one, one, beta=1.0, num_segments=1, chosen_weights=torch.tensor([[1.0, 0.0, 1.0]])
+    )
     dropped = adpo_loss(torch.tensor([[1.0, 3.0]]), rejected[:, :2], one[:, :2], one[:, :2], beta=1.0, num_segments=1)
     torch.testing.assert_close(weighted.losses, dropped.losses)
 
@@ -488,7 +590,10 @@ def test_a_zero_weight_removes_a_tokens_log_ratio():
     [
         (torch.tensor([[0.5, 1.5, 0.0], [0.0, 0.0, 0.0]]), r"chosen_weights\[0\] has the value 1.5 at token 1"),
         (torch.tensor([[0.5, 0.5, 0.5], [0.0, -0.25, 0.0]]), r"chosen_weights\[1\] has the value -0.25 at token 1"),
-        (torch.tensor([[0.5, 0.5, float("nan")], [0.0, 0.0, 0.0]]), r"chosen_weights\[0\] has the value nan at token 2"),
+        (
+            torch.tensor([[0.5, 0.5, float("nan")], [0.0, 0.0, 0.0]]),
+            r"chosen_weights\[0\] has the value nan at token 2",
+        ),
         (torch.ones(2, 4), r"chosen_weights has shape \(2, 4\) but chosen_logratios has shape \(2, 3\)"),
         (torch.ones(2, 3, dtype=torch.long), r"chosen_weights must be a float tensor"),
     ],
@@ -515,8 +620,14 @@ def test_explicit_segment_ids_of_a_family_give_that_familys_loss(granularity, k,
     kwargs = family(granularity, k, m)
     expected = adpo_loss(chosen, rejected, chosen_mask, rejected_mask, beta=0.4, **kwargs)
     out = adpo_loss(
-        chosen, rejected, chosen_mask, rejected_mask, beta=0.4, granularity="explicit",
-        chosen_segment_ids=segment_ids(chosen_mask, **kwargs), rejected_segment_ids=segment_ids(rejected_mask, **kwargs),
+        chosen,
+        rejected,
+        chosen_mask,
+        rejected_mask,
+        beta=0.4,
+        granularity="explicit",
+        chosen_segment_ids=segment_ids(chosen_mask, **kwargs),
+        rejected_segment_ids=segment_ids(rejected_mask, **kwargs),
     )
     torch.testing.assert_close(out.losses, expected.losses, rtol=0, atol=0)
     assert out.feedback_length.tolist() == expected.feedback_length.tolist()
@@ -530,13 +641,22 @@ def test_explicit_segment_ids_match_plain_loop_with_uneven_cuts():
         for side, rows, width in (("chosen", cuts["chosen"], 5), ("rejected", cuts["rejected"], 6))
     }
     out = adpo_loss(
-        chosen, rejected, chosen_mask, rejected_mask, beta=0.8, granularity="explicit",
-        chosen_segment_ids=padded["chosen"], rejected_segment_ids=padded["rejected"],
+        chosen,
+        rejected,
+        chosen_mask,
+        rejected_mask,
+        beta=0.8,
+        granularity="explicit",
+        chosen_segment_ids=padded["chosen"],
+        rejected_segment_ids=padded["rejected"],
     )
     expected = [
         pair_loss(
-            unpadded(chosen, chosen_mask, i), unpadded(rejected, rejected_mask, i), beta=0.8,
-            chosen_segments=cuts["chosen"][i], rejected_segments=cuts["rejected"][i],
+            unpadded(chosen, chosen_mask, i),
+            unpadded(rejected, rejected_mask, i),
+            beta=0.8,
+            chosen_segments=cuts["chosen"][i],
+            rejected_segments=cuts["rejected"][i],
         )
         for i in range(2)
     ]

@@ -30,43 +30,101 @@ def problems_file(tmp_path_factory):
 
 
 def sample_args(model, problems, output, *extra: str) -> list[str]:
-    return ["--task", "arithmetic", "--dataset_name", str(problems), "--model_name_or_path", str(model),
-            "--n", "4", "--temperature", "1.0", "--max_new_tokens", "40", "--batch_size", "5", "--output", str(output),
-            *extra]
+    return [
+        "--task",
+        "arithmetic",
+        "--dataset_name",
+        str(problems),
+        "--model_name_or_path",
+        str(model),
+        "--n",
+        "4",
+        "--temperature",
+        "1.0",
+        "--max_new_tokens",
+        "40",
+        "--batch_size",
+        "5",
+        "--output",
+        str(output),
+        *extra,
+    ]
 
 
 def test_the_whole_pipeline_runs_offline(critical_models, problems_file, tmp_path):
     # the positive critical-token model was fine-tuned on correct solutions: an SFT model of the arithmetic task
     policy = critical_models["positive"]
-    summary = sample_cli.run(*sample_cli.make_parser().parse(
-        sample_args(policy, problems_file / "problems.jsonl", tmp_path / "samples.jsonl")
-    ))
+    summary = sample_cli.run(
+        *sample_cli.make_parser().parse(
+            sample_args(policy, problems_file / "problems.jsonl", tmp_path / "samples.jsonl")
+        )
+    )
     rows = read_jsonl(tmp_path / "samples.jsonl")
     assert len(rows) == summary.samples == 24 * 4 and summary.problems == 24
     assert set(rows[0]) == {"problem_id", "prompt", "completion", "answer", "reference", "correct"}
     assert 0 < summary.correct < summary.samples and summary.problems_with_both > 0
 
-    pair_summary = pairs_cli.run(*pairs_cli.make_parser().parse([
-        "--samples", str(tmp_path / "samples.jsonl"), "--output", str(tmp_path / "pairs.jsonl"),
-        "--critical_samples", str(tmp_path / "critical.jsonl"),
-    ]))
+    pair_summary = pairs_cli.run(
+        *pairs_cli.make_parser().parse(
+            [
+                "--samples",
+                str(tmp_path / "samples.jsonl"),
+                "--output",
+                str(tmp_path / "pairs.jsonl"),
+                "--critical_samples",
+                str(tmp_path / "critical.jsonl"),
+            ]
+        )
+    )
     pairs = read_jsonl(tmp_path / "pairs.jsonl")
     assert len(pairs) == pair_summary.pairs == summary.problems_with_both
     by_id = {(row["problem_id"], row["completion"]): row["correct"] for row in rows}
     assert all(by_id[(p["problem_id"], p["chosen"])] and not by_id[(p["problem_id"], p["rejected"])] for p in pairs)
 
-    trainer = train_cli.run(*train_cli.parse_args([
-        "--model_name_or_path", str(policy), "--dataset_name", str(tmp_path / "pairs.jsonl"),
-        "--output_dir", str(tmp_path / "adpo"), "--max_steps", "2", "--per_device_train_batch_size", "4",
-        "--bf16", "false", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
-    ]))
+    trainer = train_cli.run(
+        *train_cli.parse_args(
+            [
+                "--model_name_or_path",
+                str(policy),
+                "--dataset_name",
+                str(tmp_path / "pairs.jsonl"),
+                "--output_dir",
+                str(tmp_path / "adpo"),
+                "--max_steps",
+                "2",
+                "--per_device_train_batch_size",
+                "4",
+                "--bf16",
+                "false",
+                "--report_to",
+                "none",
+                "--save_strategy",
+                "no",
+                "--disable_tqdm",
+                "true",
+            ]
+        )
+    )
     assert trainer.state.global_step == 2
 
-    evaluation = evaluate_cli.run(*evaluate_cli.make_parser().parse([
-        "--task", "arithmetic", "--dataset_name", str(problems_file / "heldout.jsonl"), "--dataset_split", "train",
-        "--model_name_or_path", str(tmp_path / "adpo"), "--max_new_tokens", "40", "--output",
-        str(tmp_path / "evaluation.json"),
-    ]))
+    evaluation = evaluate_cli.run(
+        *evaluate_cli.make_parser().parse(
+            [
+                "--task",
+                "arithmetic",
+                "--dataset_name",
+                str(problems_file / "heldout.jsonl"),
+                "--dataset_split",
+                "train",
+                "--model_name_or_path",
+                str(tmp_path / "adpo"),
+                "--max_new_tokens",
+                "40",
+                "--output",
+                str(tmp_path / "evaluation.json"),
+            ]
+        )
+    )
     written = json.loads((tmp_path / "evaluation.json").read_text())
     assert written["summary"]["problems"] == 16 == len(written["problems"])
     assert written["summary"]["accuracy"] == evaluation.summary["accuracy"]
@@ -112,7 +170,9 @@ def test_an_interrupted_sampling_run_resumes_to_the_same_rows(critical_models, p
     ],
     ids=["n", "temperature", "max_new_tokens", "model", "problems", "chat"],
 )
-def test_a_samples_file_resumes_only_the_run_that_started_it(critical_models, problems_file, tmp_path, change, message):
+def test_a_samples_file_resumes_only_the_run_that_started_it(
+    critical_models, problems_file, tmp_path, change, message
+):
     output = tmp_path / "samples.jsonl"
     args = sample_args(critical_models["positive"], problems_file / "problems.jsonl", output, "--max_problems", "5")
     sample_cli.run(*sample_cli.make_parser().parse(args))
@@ -129,8 +189,10 @@ def test_a_samples_file_resumes_only_the_run_that_started_it(critical_models, pr
 def test_a_samples_file_without_its_run_record_or_a_directory_is_refused(problems_file, tmp_path):
     foreign = tmp_path / "foreign.jsonl"
     write_jsonl([{"problem_id": 0, "prompt": "x", "completion": "y", "correct": True}], foreign)
-    for output, message in ((foreign, r"has no record of the run that wrote it \(foreign.jsonl.run.json\)"),
-                            (tmp_path, "is a directory; give the JSON Lines file to write")):
+    for output, message in (
+        (foreign, r"has no record of the run that wrote it \(foreign.jsonl.run.json\)"),
+        (tmp_path, "is a directory; give the JSON Lines file to write"),
+    ):
         args = sample_args(tmp_path / "no-such-model", problems_file / "problems.jsonl", output)
         with pytest.raises(ValueError, match=message):
             sample_cli.run(*sample_cli.make_parser().parse(args))
@@ -144,7 +206,10 @@ def test_a_samples_file_without_its_run_record_or_a_directory_is_refused(problem
         (["--template", "Solve it:"], r"template 'Solve it:' has no \{question\} field"),
         (["--template", "{question} {answer}"], r"template .* has the unknown field \{answer\}"),
         (["--n", "0"], r"n must be >= 1"),
-        (["--temperature", "0"], r"temperature=0 is greedy decoding, so the n=4 samples of a problem would all be the same"),
+        (
+            ["--temperature", "0"],
+            r"temperature=0 is greedy decoding, so the n=4 samples of a problem would all be the same",
+        ),
         (["--verifier", "gsm8k"], None),  # the arithmetic answers are numbers: gsm8k parses them
     ],
 )
@@ -165,7 +230,9 @@ def test_an_unparsable_reference_answer_is_named_by_row(tmp_path):
     rows[2]["answer"] = "seven"
     write_jsonl(rows, tmp_path / "problems.jsonl")
     args = sample_args(tmp_path / "no-such-model", tmp_path / "problems.jsonl", tmp_path / "out.jsonl")
-    with pytest.raises(ValueError, match=r"problems.jsonl, line 3: the arithmetic verifier cannot parse the reference answer 'seven'"):
+    with pytest.raises(
+        ValueError, match=r"problems.jsonl, line 3: the arithmetic verifier cannot parse the reference answer 'seven'"
+    ):
         sample_cli.run(*sample_cli.make_parser().parse(args))
 
 
@@ -173,19 +240,33 @@ def test_an_unparsable_reference_answer_is_named_by_row(tmp_path):
 
 
 def sample(problem_id, completion, answer, correct):
-    return {"problem_id": problem_id, "prompt": f"q{problem_id}", "completion": completion, "answer": answer,
-            "correct": correct}
+    return {
+        "problem_id": problem_id,
+        "prompt": f"q{problem_id}",
+        "completion": completion,
+        "answer": answer,
+        "correct": correct,
+    }
 
 
 SAMPLES = [
     # problem 0: correct answer 5 (x2); wrong answers 7 (x3), 8 (x2), none (x1)
-    sample(0, "a 5", "5", True), sample(0, "b 5", "5", True),
-    sample(0, "c 7", "7", False), sample(0, "d 7", "7", False), sample(0, "e 7", "7", False),
-    sample(0, "f 8", "8", False), sample(0, "g 8", "8", False), sample(0, "h", None, False),
+    sample(0, "a 5", "5", True),
+    sample(0, "b 5", "5", True),
+    sample(0, "c 7", "7", False),
+    sample(0, "d 7", "7", False),
+    sample(0, "e 7", "7", False),
+    sample(0, "f 8", "8", False),
+    sample(0, "g 8", "8", False),
+    sample(0, "h", None, False),
     # problem 1: only correct samples; problem 2: only wrong ones; problem 3: an empty completion only
-    sample(1, "a 3", "3", True), sample(2, "b 4", "4", False), sample(3, "  ", None, False),
+    sample(1, "a 3", "3", True),
+    sample(2, "b 4", "4", False),
+    sample(3, "  ", None, False),
     # problem 4: wrong answers tied 1 to 1
-    sample(4, "ok 2", "2", True), sample(4, "x 6", "6", False), sample(4, "y 9", "9", False),
+    sample(4, "ok 2", "2", True),
+    sample(4, "x 6", "6", False),
+    sample(4, "y 9", "9", False),
 ]
 
 
@@ -196,9 +277,13 @@ def test_pairs_take_the_most_frequent_correct_and_wrong_answers():
     assert first["chosen"] in ("a 5", "b 5") and first["rejected"] in ("c 7", "d 7", "e 7")
     assert first["prompt"] == "q0" and set(first) == {"problem_id", "prompt", "chosen", "rejected"}
     # ties between wrong answers are broken by the seed, and each seed's choice is stable
-    tied = {seed: next(p for p in select_pairs(SAMPLES, seed)[0] if p["problem_id"] == 4)["rejected"] for seed in range(20)}
+    tied = {
+        seed: next(p for p in select_pairs(SAMPLES, seed)[0] if p["problem_id"] == 4)["rejected"] for seed in range(20)
+    }
     assert set(tied.values()) == {"x 6", "y 9"}
-    assert tied == {seed: next(p for p in select_pairs(SAMPLES, seed)[0] if p["problem_id"] == 4)["rejected"] for seed in range(20)}
+    assert tied == {
+        seed: next(p for p in select_pairs(SAMPLES, seed)[0] if p["problem_id"] == 4)["rejected"] for seed in range(20)
+    }
     # a problem's pair does not depend on the other problems or their order
     alone = select_pairs([s for s in SAMPLES if s["problem_id"] == 0][::-1], seed=0)[0]
     assert alone == [first]
@@ -230,7 +315,12 @@ def test_critical_training_samples_follow_cdpo():
     assert negatives == ["c 7", "d 7", "e 7"]
     problem_4 = [row["completion"] for row in rows if row["problem_id"] == 4 and not row["correct"]]
     assert len(problem_4) == 1  # 2 wrong samples: one answer (1 sample) covers half
-    assert {row["problem_id"] for row in rows} == {0, 1, 2, 4} and set(rows[0]) == {"problem_id", "prompt", "completion", "correct"}
+    assert {row["problem_id"] for row in rows} == {0, 1, 2, 4} and set(rows[0]) == {
+        "problem_id",
+        "prompt",
+        "completion",
+        "correct",
+    }
 
 
 # --- evaluation figures, prompts -------------------------------------------------------------------------------------
@@ -274,27 +364,53 @@ def test_few_shot_prefix_is_drawn_with_the_seed_and_formatted_per_task():
 
 def test_chat_prompts_go_through_the_template_and_give_conversational_pairs(critical_models, problems_file, tmp_path):
     policy = critical_models["positive"]
-    sample_cli.run(*sample_cli.make_parser().parse(
-        sample_args(policy, problems_file / "problems.jsonl", tmp_path / "samples.jsonl", "--chat", "true")
-    ))
+    sample_cli.run(
+        *sample_cli.make_parser().parse(
+            sample_args(policy, problems_file / "problems.jsonl", tmp_path / "samples.jsonl", "--chat", "true")
+        )
+    )
     rows = read_jsonl(tmp_path / "samples.jsonl")
     questions = [row["prompt"] for row in problem_rows(24, seed=40)]
     assert all(row["prompt"] == [{"role": "user", "content": questions[row["problem_id"]]}] for row in rows)
-    pairs_cli.run(*pairs_cli.make_parser().parse(
-        ["--samples", str(tmp_path / "samples.jsonl"), "--output", str(tmp_path / "pairs.jsonl")]
-    ))
+    pairs_cli.run(
+        *pairs_cli.make_parser().parse(
+            ["--samples", str(tmp_path / "samples.jsonl"), "--output", str(tmp_path / "pairs.jsonl")]
+        )
+    )
     pairs = read_jsonl(tmp_path / "pairs.jsonl")
     assert pairs and all(
         p["prompt"][0]["role"] == "user" and p["chosen"][0]["role"] == p["rejected"][0]["role"] == "assistant"
         for p in pairs
     )
-    trainer = train_cli.run(*train_cli.parse_args([
-        "--model_name_or_path", str(policy), "--dataset_name", str(tmp_path / "pairs.jsonl"),
-        "--output_dir", str(tmp_path / "adpo"), "--max_steps", "1", "--per_device_train_batch_size", "2",
-        "--bf16", "false", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true", "--plot", "false",
-    ]))
-    prompt_ids = trainer.train_dataset[0]["prompt_input_ids" if "prompt_input_ids" in trainer.train_dataset.column_names
-                                           else "prompt_ids"]
+    trainer = train_cli.run(
+        *train_cli.parse_args(
+            [
+                "--model_name_or_path",
+                str(policy),
+                "--dataset_name",
+                str(tmp_path / "pairs.jsonl"),
+                "--output_dir",
+                str(tmp_path / "adpo"),
+                "--max_steps",
+                "1",
+                "--per_device_train_batch_size",
+                "2",
+                "--bf16",
+                "false",
+                "--report_to",
+                "none",
+                "--save_strategy",
+                "no",
+                "--disable_tqdm",
+                "true",
+                "--plot",
+                "false",
+            ]
+        )
+    )
+    prompt_ids = trainer.train_dataset[0][
+        "prompt_input_ids" if "prompt_input_ids" in trainer.train_dataset.column_names else "prompt_ids"
+    ]
     assert trainer.processing_class.decode(prompt_ids).startswith("user :")
 
 
@@ -307,11 +423,13 @@ def test_chat_generation_is_the_templated_text_and_needs_a_template(critical_mod
     question = problem_rows(1, seed=5)[0]["prompt"]
     chat = generate(model, tokenizer, [[{"role": "user", "content": question}]], max_new_tokens=30)[0][0]
     # the tiny tokenizer's template, written out: "{role} : {content} <eos> " per message, then "assistant : "
-    ids = tokenizer(f"user : {question} <eos> assistant : ", add_special_tokens=False, return_tensors="pt")["input_ids"]
+    ids = tokenizer(f"user : {question} <eos> assistant : ", add_special_tokens=False, return_tensors="pt")[
+        "input_ids"
+    ]
     output = AutoModelForCausalLM.from_pretrained(critical_models["positive"]).generate(
         ids, max_new_tokens=30, do_sample=False, pad_token_id=tokenizer.pad_token_id
     )
-    assert chat == tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True)
+    assert chat == tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True)
 
     plain = AutoTokenizer.from_pretrained(critical_models["positive"])
     plain.chat_template = None

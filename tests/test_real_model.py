@@ -25,8 +25,17 @@ from trl_adpo.examples.smollm2 import smollm2_directory
 from trl_adpo.examples.word_problems import word_problem_rows
 
 COMMON = dict(
-    per_device_train_batch_size=4, max_steps=2, logging_steps=1, learning_rate=2e-3, report_to="none", bf16=False,
-    save_strategy="no", disable_tqdm=True, seed=0, beta=0.1, max_length=None,
+    per_device_train_batch_size=4,
+    max_steps=2,
+    logging_steps=1,
+    learning_rate=2e-3,
+    report_to="none",
+    bf16=False,
+    save_strategy="no",
+    disable_tqdm=True,
+    seed=0,
+    beta=0.1,
+    max_length=None,
 )
 LORA = dict(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
 
@@ -49,11 +58,13 @@ def chat_rows(count: int, seed: int) -> list[dict]:
         steps = problem["solution"].split("\n")[:-1]
         wrong = str(int(problem["answer"]) + rng.choice([-3, -1, 1, 2, 10]))
         bad_steps = steps[:-1] + [steps[-1].rsplit("= ", 1)[0] + "= " + wrong]
-        rows.append({
-            "prompt": [{"role": "user", "content": problem["question"]}],
-            "chosen": [{"role": "assistant", "content": solution_text(steps, problem["answer"])}],
-            "rejected": [{"role": "assistant", "content": solution_text(bad_steps, wrong)}],
-        })
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": problem["question"]}],
+                "chosen": [{"role": "assistant", "content": solution_text(steps, problem["answer"])}],
+                "rejected": [{"role": "assistant", "content": solution_text(bad_steps, wrong)}],
+            }
+        )
     return rows
 
 
@@ -61,7 +72,8 @@ def lora_trainer(tmp_path, directory, rows, model=None, **options) -> ADPOTraine
     return ADPOTrainer(
         model or AutoModelForCausalLM.from_pretrained(directory),
         args=ADPOConfig(output_dir=str(tmp_path), **{**COMMON, **options}),
-        processing_class=AutoTokenizer.from_pretrained(directory), train_dataset=Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(directory),
+        train_dataset=Dataset.from_list(rows),
         peft_config=LoraConfig(**LORA),
     )
 
@@ -111,13 +123,24 @@ def test_lora_training_and_every_pairs_loss_match_the_loop(tmp_path, smollm2, gr
             return [step - kept[0] for step in kept]
 
         expected, _ = oracle_losses(
-            trainer.model, AutoModelForCausalLM.from_pretrained(smollm2), tokenized, None, "keep_start", segments,
+            trainer.model,
+            AutoModelForCausalLM.from_pretrained(smollm2),
+            tokenized,
+            None,
+            "keep_start",
+            segments,
             beta=0.1,
         )
     else:
         expected, _ = oracle_losses(
-            trainer.model, AutoModelForCausalLM.from_pretrained(smollm2), tokenized, None, "keep_start",
-            beta=0.1, granularity="adaptive", m=4,
+            trainer.model,
+            AutoModelForCausalLM.from_pretrained(smollm2),
+            tokenized,
+            None,
+            "keep_start",
+            beta=0.1,
+            granularity="adaptive",
+            m=4,
         )
     torch.testing.assert_close(
         batch_losses(trainer, tokenized).double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-3, atol=1e-4
@@ -125,7 +148,9 @@ def test_lora_training_and_every_pairs_loss_match_the_loop(tmp_path, smollm2, gr
 
 
 def test_4bit_nf4_load_of_the_converted_model_trains_lora(tmp_path, smollm2):
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+    )
     model = AutoModelForCausalLM.from_pretrained(smollm2, quantization_config=quantization)
     assert model.is_loaded_in_4bit
     trainer = lora_trainer(tmp_path, smollm2, chat_rows(4, seed=2), model=model, max_steps=1)

@@ -10,14 +10,28 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["DPO", "ADPO m=256", "ADPO static k=1", "ADPO static k=2", "ADPO static k=4", "ADPO static k=8",
-           "ADPO adaptive m=2", "ADPO adaptive m=16", "ADPO step (;)", "cDPO", "cADPO"]
+METHODS = [
+    "DPO",
+    "ADPO m=256",
+    "ADPO static k=1",
+    "ADPO static k=2",
+    "ADPO static k=4",
+    "ADPO static k=8",
+    "ADPO adaptive m=2",
+    "ADPO adaptive m=16",
+    "ADPO step (;)",
+    "cDPO",
+    "cADPO",
+]
 
 
 def test_quick_run_writes_the_table_the_plot_and_the_raw_results(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "reasoning" / "run.py"), "--quick", "--output-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     table = (tmp_path / "results.md").read_text()

@@ -14,14 +14,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(script: str, *args: str) -> str:
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
 def test_the_generation_benchmark_compares_both_paths_and_finds_the_same_greedy_completions(tmp_path):
-    output = run("bench_generation.py", "--quick", "--work", str(tmp_path / "tiny"), "--json", str(tmp_path / "r.json"))
+    output = run(
+        "bench_generation.py", "--quick", "--work", str(tmp_path / "tiny"), "--json", str(tmp_path / "r.json")
+    )
     assert "greedy: 0 of 16 completions differ, 0 verdicts" in output
     results = json.loads((tmp_path / "r.json").read_text())
     assert [r["setup"] for r in results] == ["(c) tiny, greedy", "(c) tiny, n=4 T=1"]

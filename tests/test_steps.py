@@ -22,8 +22,16 @@ from trl_adpo.examples.tiny import build_bpe_tokenizer, save_tiny_model
 from trl_adpo.segmentation import step_segment_ids
 
 COMMON = dict(
-    per_device_train_batch_size=4, max_steps=2, logging_steps=1, learning_rate=5e-3, report_to="none", bf16=False,
-    save_strategy="no", disable_tqdm=True, seed=0, beta=0.5,
+    per_device_train_batch_size=4,
+    max_steps=2,
+    logging_steps=1,
+    learning_rate=5e-3,
+    report_to="none",
+    bf16=False,
+    save_strategy="no",
+    disable_tqdm=True,
+    seed=0,
+    beta=0.5,
 )
 
 
@@ -89,14 +97,20 @@ def test_bpe_tokens_hold_delimiters_with_other_text(models):
     assert any("=" in piece and piece.strip() != "=" for piece in pieces)
 
 
-STEP_TEXTS = ["Step 1: a. Step 2: b. Step 3: c", "Step 1: x = 2.\nStep 2: y = 3.\nStep 12: z = 5", "So: Step 1: go. Step 2: stop"]
+STEP_TEXTS = [
+    "Step 1: a. Step 2: b. Step 3: c",
+    "Step 1: x = 2.\nStep 2: y = 3.\nStep 12: z = 5",
+    "So: Step 1: go. Step 2: stop",
+]
 STEP_PATTERN = r"Step \d+:"
 
 
 def step_corpus() -> list[str]:
     rng = random.Random(0)
-    return [" ".join(f"Step {n}: {rng.choice('abcxyz')} = {rng.randrange(10)}." for n in range(1, rng.randint(2, 14)))
-            for _ in range(300)] + STEP_TEXTS
+    return [
+        " ".join(f"Step {n}: {rng.choice('abcxyz')} = {rng.randrange(10)}." for n in range(1, rng.randint(2, 14)))
+        for _ in range(300)
+    ] + STEP_TEXTS
 
 
 def gpt2_style_bpe():
@@ -107,9 +121,15 @@ def gpt2_style_bpe():
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()
-    backend.train_from_iterator(step_corpus(), trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    ))
+    backend.train_from_iterator(
+        step_corpus(),
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["<eos>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<eos>")
 
 
@@ -131,7 +151,8 @@ def step_texts(tokenizer, ids: list[int], segments: list[int]) -> list[str]:
 @pytest.mark.parametrize("text", STEP_TEXTS)
 def test_a_pattern_match_opens_its_step_on_every_kind_of_tokenizer(models, kind, text):
     """Whatever token carries the space before a match, the match is at the start of the step it opens: each step,
-    stripped, begins with the pattern (but a first step before the first match), and the steps are the text's pieces."""
+    stripped, begins with the pattern (but a first step before the first match), and the steps are the text's
+    pieces."""
     if kind == "word":
         from trl_adpo.examples.tiny import build_word_tokenizer
 
@@ -160,7 +181,9 @@ def test_word_level_steps_are_the_split_steps_tokenized_one_by_one(models, delim
     for row in step_rows(20, seed=8):
         ids = tokenizer(row["chosen"], add_special_tokens=False)["input_ids"]
         text = tokenizer.decode(ids)
-        steps = [step for step in split_steps(text, delimiter) if tokenizer(step, add_special_tokens=False)["input_ids"]]
+        steps = [
+            step for step in split_steps(text, delimiter) if tokenizer(step, add_special_tokens=False)["input_ids"]
+        ]
         expected = [len(tokenizer(step, add_special_tokens=False)["input_ids"]) for step in steps]
         segments = step_segment_ids(ids, tokenizer, delimiter)
         assert [segments.count(j) for j in range(max(segments) + 1)] == expected
@@ -195,12 +218,18 @@ def test_step_loss_equals_the_loop_over_unpadded_pairs(tmp_path, models, kind, o
     from datasets import Dataset
 
     trainer = ADPOTrainer(
-        policy, ref_model=AutoModelForCausalLM.from_pretrained(directory),
+        policy,
+        ref_model=AutoModelForCausalLM.from_pretrained(directory),
         args=ADPOConfig(
-            output_dir=str(tmp_path), granularity="step", max_length=max_length, truncation_mode=mode, **options,
+            output_dir=str(tmp_path),
+            granularity="step",
+            max_length=max_length,
+            truncation_mode=mode,
+            **options,
             **COMMON,
         ),
-        processing_class=tokenizer, train_dataset=Dataset.from_list(step_rows(10, seed=3)),
+        processing_class=tokenizer,
+        train_dataset=Dataset.from_list(step_rows(10, seed=3)),
     )
     rows = [trainer.train_dataset[i] for i in range(10)]
     if max_length is not None:
@@ -232,7 +261,8 @@ def test_step_ids_that_come_with_the_data_are_cut_again(tmp_path, models):
         return ADPOTrainer(
             AutoModelForCausalLM.from_pretrained(models["word"]),
             args=ADPOConfig(output_dir=str(tmp_path), granularity="step", **options, **COMMON),
-            processing_class=tokenizer, train_dataset=data,
+            processing_class=tokenizer,
+            train_dataset=data,
         )
 
     rows = Dataset.from_list(step_rows(6, seed=5))
@@ -253,8 +283,11 @@ def test_one_step_is_dpo_and_a_delimiter_in_every_token_is_token_level(tmp_path,
 
     def losses(**options):
         trainer = ADPOTrainer(
-            load(), ref_model=load(), args=ADPOConfig(output_dir=str(tmp_path), **options, **COMMON),
-            processing_class=tokenizer, train_dataset=dataset,
+            load(),
+            ref_model=load(),
+            args=ADPOConfig(output_dir=str(tmp_path), **options, **COMMON),
+            processing_class=tokenizer,
+            train_dataset=dataset,
         )
         with torch.no_grad():
             for parameter in trainer.model.parameters():
@@ -274,7 +307,8 @@ def test_step_training_logs_the_feedback_length_and_the_card_names_the_delimiter
         args=ADPOConfig(
             output_dir=str(tmp_path), granularity="step", step_delimiter=";", precompute_ref_log_probs=True, **COMMON
         ),
-        processing_class=tokenizer, train_dataset=Dataset.from_list(step_rows(8, seed=4)),
+        processing_class=tokenizer,
+        train_dataset=Dataset.from_list(step_rows(8, seed=4)),
     )
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
@@ -290,7 +324,10 @@ def test_step_training_logs_the_feedback_length_and_the_card_names_the_delimiter
         (dict(step_delimiter=";"), "step_delimiter applies to granularity='step' only, and granularity is 'adaptive'"),
         (dict(granularity="static", step_pattern="x"), "step_pattern applies to granularity='step' only"),
         (dict(granularity="step", step_delimiter=""), "step_delimiter must be a non-empty string"),
-        (dict(granularity="step", step_delimiter=";", step_pattern="x"), "give step_delimiter or step_pattern, not both"),
+        (
+            dict(granularity="step", step_delimiter=";", step_pattern="x"),
+            "give step_delimiter or step_pattern, not both",
+        ),
         (dict(granularity="step", step_pattern="Step ("), r"step_pattern 'Step \(' is no regular expression"),
         (dict(granularity="step", num_segments=4), "num_segments=4 applies to granularity='adaptive' only"),
     ],

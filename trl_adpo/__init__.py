@@ -19,11 +19,11 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-if TYPE_CHECKING:
-    from .config import ADPOConfig
-    from .objective import ADPOLossOutput, adpo_loss
-    from .segmentation import segment_ids
-    from .trainer import ADPOTrainer
+if TYPE_CHECKING:  # the names __all__ exports, for type checkers (imported lazily by __getattr__)
+    from .config import ADPOConfig  # noqa: F401
+    from .objective import ADPOLossOutput, adpo_loss  # noqa: F401
+    from .segmentation import segment_ids  # noqa: F401
+    from .trainer import ADPOTrainer  # noqa: F401
 
 
 def __getattr__(name: str):

@@ -19,8 +19,15 @@ INSTALL_TESTED = "pip install 'trl>=1.16,<1.17' (or 'trl>=0.28,<0.29' with 'tran
 SURFACES = {
     "0.28": {
         "concatenated_forward": ("self", "model", "batch", "is_ref_model"),
-        "dpo_loss": ("self", "chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps", "loss_type",
-                     "model_output"),
+        "dpo_loss": (
+            "self",
+            "chosen_logps",
+            "rejected_logps",
+            "ref_chosen_logps",
+            "ref_rejected_logps",
+            "loss_type",
+            "model_output",
+        ),
         "concatenated_inputs": ("batch", "padding_value"),
         "compute_ref_log_probs": ("self", "batch"),
         "get_batch_loss_metrics": ("self", "model", "batch", "train_eval"),
@@ -40,8 +47,6 @@ SURFACES = {
     },
 }
 """For each glue line, the `DPOTrainer` methods it overrides or calls, with their parameters in order."""
-FUSED_LOG_PROBS = ("fused_lm_head=True", ".log_probs")
-"""The 1.x glue records the per-token log-probs TRL's fused LM head returns: `_compute_loss` must still ask for them."""
 
 
 def glue_line(version: Version) -> str:
@@ -65,18 +70,12 @@ def surface_problems(trainer_class: type, line: str) -> list[str]:
         parameters = inspect.signature(method).parameters
         found = tuple(parameters)
         new_required = [  # parameters the glue does not pass and that have no default
-            p for p in list(parameters.values())[len(expected) :]
+            p
+            for p in list(parameters.values())[len(expected) :]
             if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
         if found[: len(expected)] != expected or new_required:
             problems.append(f"DPOTrainer.{name} takes {found}, the glue calls it with {expected}")
-    if line == "1.x" and not problems:
-        source = inspect.getsource(trainer_class._compute_loss)
-        missing = [piece for piece in FUSED_LOG_PROBS if piece not in source]
-        if missing:
-            problems.append(
-                f"DPOTrainer._compute_loss no longer asks the model for per-token log-probs ({missing[0]!r} is gone)"
-            )
     return problems
 
 
@@ -93,7 +92,8 @@ def check_trl(version: Version, trainer_class: type) -> str:
     problems = surface_problems(trainer_class, line)
     if problems:
         raise ImportError(
-            f"TRL {version} is installed, but trl_adpo was tested with {TESTED_TEXT}, and this TRL's DPOTrainer differs "
+            f"TRL {version} is installed, but trl_adpo was tested with {TESTED_TEXT}, and this TRL's DPOTrainer "
+            "differs "
             f"from what its {line} glue relies on: " + "; ".join(problems) + f". {INSTALL_TESTED}."
         )
     warnings.warn(

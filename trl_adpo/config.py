@@ -81,7 +81,7 @@ class ADPOConfig(DPOConfig):
     step_delimiter: str = field(
         default=DEFAULT_STEP_DELIMITER,
         metadata={
-            "help": "Step granularity only: the text that ends a step (default a newline). It belongs to the step it "
+            "help": "Step granularity only: the text that ends a step. It belongs to the step it "
             "closes; a completion without it is one segment."
         },
     )
@@ -192,17 +192,21 @@ class ADPOConfig(DPOConfig):
             values = value if isinstance(value, (list, tuple)) else [value]
             if any(isinstance(v, float) and not math.isfinite(v) for v in values):
                 raise ValueError(
-                    f"ADPOConfig: {option.name}={value!r} is not a finite number: NaN and infinity make the loss or the "
+                    f"ADPOConfig: {option.name}={value!r} is not a finite number: NaN and infinity make the loss or "
+                    "the "
                     "update non-finite, and the model saved would be useless. Give a finite value."
                 )
 
     def _check_training_length(self) -> None:
         """Refuse a learning rate that is not positive and a run that would train no step at all."""
         if not self.learning_rate > 0:
-            raise ValueError(f"ADPOConfig: learning_rate must be > 0, got {self.learning_rate!r} (DPO recipes use 5e-7 to 5e-5).")
+            raise ValueError(
+                f"ADPOConfig: learning_rate must be > 0, got {self.learning_rate!r} (DPO recipes use 5e-7 to 5e-5)."
+            )
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise ValueError(
-                f"ADPOConfig: max_steps={self.max_steps} and num_train_epochs={self.num_train_epochs} train no step: the "
+                f"ADPOConfig: max_steps={self.max_steps} and num_train_epochs={self.num_train_epochs} train no step: "
+                "the "
                 "run would save the untouched model as its result. Give num_train_epochs > 0 or max_steps > 0."
             )
 
@@ -210,9 +214,14 @@ class ADPOConfig(DPOConfig):
         """The loss is ADPO's, optionally plus the chosen completions' NLL term: `loss_type` "sigmoid" or ["sigmoid",
         "sft"] with `loss_weights` (both TRL lines), or, on TRL 0.28, `rpo_alpha`."""
         loss_types = [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
-        if "sigmoid" not in loss_types or not set(loss_types) <= set(LOSS_TERMS) or len(set(loss_types)) != len(loss_types):
+        if (
+            "sigmoid" not in loss_types
+            or not set(loss_types) <= set(LOSS_TERMS)
+            or len(set(loss_types)) != len(loss_types)
+        ):
             raise ValueError(
-                f"ADPOConfig: loss_type={self.loss_type!r} is not supported: ADPO replaces DPO's 'sigmoid' loss, which "
+                f"ADPOConfig: loss_type={self.loss_type!r} is not supported: ADPO replaces DPO's 'sigmoid' loss, "
+                "which "
                 "may be combined with 'sft', the NLL term of the chosen completions (loss_type=['sigmoid', 'sft'], "
                 "their weights in loss_weights). Other DPO loss types have no ADPO form here."
             )
@@ -223,7 +232,9 @@ class ADPOConfig(DPOConfig):
                     f"{len(loss_types)} loss type(s) {loss_types}: give one per loss type, in the same order."
                 )
             if not all(math.isfinite(w) and w >= 0 for w in self.loss_weights):
-                raise ValueError(f"ADPOConfig: loss_weights={self.loss_weights!r}: each weight must be a finite number >= 0.")
+                raise ValueError(
+                    f"ADPOConfig: loss_weights={self.loss_weights!r}: each weight must be a finite number >= 0."
+                )
         rpo_alpha = getattr(self, "rpo_alpha", None)  # TRL 0.28's spelling of the NLL term
         if "sft" in loss_types and self.loss_weights is not None and self.loss_weights[loss_types.index("sft")] == 0:
             # a zero weight is no NLL term: train as plain ADPO (TRL 0.28 would look for an NLL it never computed)
@@ -250,7 +261,8 @@ class ADPOConfig(DPOConfig):
 
     def _check_step_options(self) -> None:
         changed = [
-            name for name, default in (("step_delimiter", DEFAULT_STEP_DELIMITER), ("step_pattern", None))
+            name
+            for name, default in (("step_delimiter", DEFAULT_STEP_DELIMITER), ("step_pattern", None))
             if getattr(self, name) != default
         ]
         if self.granularity != "step" and changed:
@@ -308,5 +320,9 @@ class ADPOConfig(DPOConfig):
         if self.granularity == "static":
             return f"static, k={self.window_size}"
         if self.granularity == "step":
-            return f"step, pattern {self.step_pattern!r}" if self.step_pattern else f"step, delimiter {self.step_delimiter!r}"
+            return (
+                f"step, pattern {self.step_pattern!r}"
+                if self.step_pattern
+                else f"step, delimiter {self.step_delimiter!r}"
+            )
         return f"adaptive, m={self.num_segments}"

@@ -52,7 +52,8 @@ def output_head(model: nn.Module):
     config (soft-capping, scaling)."""
     head = model.get_output_embeddings()
     transforms = [
-        (transform, value) for name, transform in LOGIT_TRANSFORMS.items()
+        (transform, value)
+        for name, transform in LOGIT_TRANSFORMS.items()
         if (value := getattr(model.config, name, None)) not in (None, 1, 1.0, 0, 0.0)
     ]
     if not transforms:
@@ -175,7 +176,7 @@ class CriticalTokenModels:
             keep = mask[0].bool()
             difference = (forward[0, keep] - by_head[0, keep]).abs().max().item()
             if difference > 1e-3 * max(1.0, forward[0, keep].abs().max().item()):
-                architecture = type(getattr(model, "get_base_model", lambda: model)()).__name__
+                architecture = type(model.get_base_model() if hasattr(model, "get_base_model") else model).__name__
                 raise ValueError(
                     f"{side}_model={self.names[side]!r} ({architecture}): its forward transforms the logits after the "
                     f"output layer in a way contrastive estimation does not reproduce (largest difference "

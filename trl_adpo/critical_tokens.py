@@ -66,7 +66,11 @@ def contrastive_token_probs(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
     mask = mask.bool()
-    if positive_hidden.shape[:2] != mask.shape or negative_hidden.shape[:2] != mask.shape or targets.shape != mask.shape:
+    if (
+        positive_hidden.shape[:2] != mask.shape
+        or negative_hidden.shape[:2] != mask.shape
+        or targets.shape != mask.shape
+    ):
         raise ValueError(
             f"positive_hidden {tuple(positive_hidden.shape)}, negative_hidden {tuple(negative_hidden.shape)}, "
             f"targets {tuple(targets.shape)} and mask {tuple(mask.shape)} must agree on (batch, length)."

@@ -1,18 +1,18 @@
 """Checks on preference datasets, run before the first training step so that a bad row fails with its number.
 
 ADPO scores every completion token on its own or in short segments, so a completion with no token to score is an
-input error (ADPO_SPEC.md), never a silent zero: an empty completion in the raw data, or one that truncation to
+input error (docs/objective.md), never a silent zero: an empty completion in the raw data, or one that truncation to
 `max_length` empties.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pyarrow.compute as pc
 from datasets import Dataset
 from trl.data_utils import maybe_extract_prompt
+
+from .noise import warn
 
 REQUIRED_COLUMNS = ("chosen", "rejected")
 
@@ -46,10 +46,14 @@ def _text(value, column: str, row: int, split: str) -> str:
         return "".join(str(message["content"] or "") for message in value)
     shown = repr(value) if len(repr(value)) < 80 else repr(value)[:77] + "..."
     name = type(value).__name__
-    kind = "a list whose items are not messages" if isinstance(value, list) else f"a{'n' * (name[0] in 'aeiou')} {name}"
+    kind = (
+        "a list whose items are not messages" if isinstance(value, list) else f"a{'n' * (name[0] in 'aeiou')} {name}"
+    )
     raise BadRowError(
-        split, row, f": `{column}` is {kind} ({shown}). A prompt or completion must be text, or a list of messages "
-        "such as [{'role': 'assistant', 'content': '...'}]: fix that row."
+        split,
+        row,
+        f": `{column}` is {kind} ({shown}). A prompt or completion must be text, or a list of messages "
+        "such as [{'role': 'assistant', 'content': '...'}]: fix that row.",
     )
 
 
@@ -82,15 +86,19 @@ def check_preference_dataset(dataset: Dataset, split: str) -> None:
             elif kind != conversational:
                 formats = ("plain text", "conversational (lists of messages)")
                 raise BadRowError(
-                    split, row, f": `{column}` is {formats[kind]} but the dataset's first row is {formats[conversational]}. "
-                    "TRL applies the chat template to a whole dataset or to none of it: make every row one format."
+                    split,
+                    row,
+                    f": `{column}` is {formats[kind]} but the dataset's first row is {formats[conversational]}. "
+                    "TRL applies the chat template to a whole dataset or to none of it: make every row one format.",
                 )
         example = maybe_extract_prompt(example)
         for column in REQUIRED_COLUMNS:
             if not _text(example[column], column, row, split).strip():
                 raise BadRowError(
-                    split, row, f" has an empty `{column}` completion. ADPO needs at least one completion token in each "
-                    "response: fix or drop that row."
+                    split,
+                    row,
+                    f" has an empty `{column}` completion. ADPO needs at least one completion token in each "
+                    "response: fix or drop that row.",
                 )
         if example["chosen"] == example["rejected"]:
             identical.append(row)
@@ -100,11 +108,10 @@ def check_preference_dataset(dataset: Dataset, split: str) -> None:
             "preference to learn. Check how the pairs were built (chosen and rejected swapped in or copied?)."
         )
     if identical:
-        warnings.warn(
+        warn(
             f"{len(identical)} of the {len(dataset)} rows of the {split} dataset (row {identical[0]} first, counting "
             "from 0) have the same chosen and rejected completion: they teach nothing (their loss is log 2 per "
-            "segment whatever the model). Drop them.",
-            stacklevel=3,
+            "segment whatever the model). Drop them."
         )
 
 
@@ -156,8 +163,10 @@ def check_tokenized_dataset(
         if empty.size:
             row = int(empty[0])
             raise BadRowError(
-                split, row, f" has no `{column}` token left to score after truncation to max_length={max_length} "
+                split,
+                row,
+                f" has no `{column}` token left to score after truncation to max_length={max_length} "
                 f"(truncation_mode={truncation_mode!r}; the prompt has {prompt_lengths[row]} tokens, the completion "
                 f"{completion_lengths[row]}); {empty.size} row(s) in all. Raise `max_length`, lower "
-                "`max_prompt_length`, or drop those rows."
+                "`max_prompt_length`, or drop those rows.",
             )

@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+PLOT_FILE = "training_dynamics.png"
+"""The training-dynamics plot a run writes into its output_dir (`trl_adpo.report.plots`); its model card shows it."""
+
 SECRET_OPTIONS = ("hub_token",)
 """Options that hold credentials: masked or left out wherever a config is written (`ADPOConfig.__getstate__`, a
 run's training_config.yaml, an iterate run's config/ and progress.json)."""
@@ -79,7 +82,8 @@ class OutputLock:
             holder = self._file.read().strip() or "another process"
             self._file.close()
             raise ValueError(
-                f"{self.option}: {str(self.output)!r} is being written by {holder} (its lock is {self.path.name}). Two "
+                f"{self.option}: {str(self.output)!r} is being written by {holder} (its lock is {self.path.name}). "
+                "Two "
                 "runs into one output would mix their results: wait for it to end, stop it, or give another "
                 f"{self.option}."
             ) from None

@@ -77,7 +77,10 @@ class ADPOLossOutput:
     def detach(self) -> ADPOLossOutput:
         """The same output without autograd history."""
         return ADPOLossOutput(
-            self.losses.detach(), self.chosen_rewards.detach(), self.rejected_rewards.detach(), self.segment_mask,
+            self.losses.detach(),
+            self.chosen_rewards.detach(),
+            self.rejected_rewards.detach(),
+            self.segment_mask,
             self.feedback_length,
         )
 
@@ -105,9 +108,7 @@ def _check_inputs(
         ("rejected", rejected_logratios, rejected_mask),
     ):
         if logratios.dim() != 2:
-            raise ValueError(
-                f"{name}_logratios must have shape (batch, length), got shape {tuple(logratios.shape)}."
-            )
+            raise ValueError(f"{name}_logratios must have shape (batch, length), got shape {tuple(logratios.shape)}.")
         if mask.shape != logratios.shape:
             raise ValueError(
                 f"{name}_mask has shape {tuple(mask.shape)} but {name}_logratios has shape "
@@ -232,9 +233,7 @@ def adpo_loss(
             and the pair.
     """
     check_granularity(granularity, window_size, num_segments, GRANULARITIES)
-    _check_inputs(
-        chosen_logratios, rejected_logratios, chosen_mask, rejected_mask, beta, label_smoothing, reduction
-    )
+    _check_inputs(chosen_logratios, rejected_logratios, chosen_mask, rejected_mask, beta, label_smoothing, reduction)
     chosen_mask, rejected_mask = chosen_mask.bool(), rejected_mask.bool()
     _check_not_empty("chosen", chosen_mask.sum(dim=1))
     _check_not_empty("rejected", rejected_mask.sum(dim=1))
@@ -249,10 +248,14 @@ def adpo_loss(
         "rejected", rejected_mask, rejected_segment_ids, granularity, window_size, num_segments
     )
 
-    feedback_length = torch.maximum(segment_counts(chosen_ids, chosen_mask), segment_counts(rejected_ids, rejected_mask))
+    feedback_length = torch.maximum(
+        segment_counts(chosen_ids, chosen_mask), segment_counts(rejected_ids, rejected_mask)
+    )
     width = int(feedback_length.max())  # S of the batch
     dtype = torch.promote_types(chosen_logratios.dtype, torch.float32)
-    chosen_rewards = beta * _segment_rewards(chosen_logratios.to(dtype), chosen_mask, chosen_weights, chosen_ids, width)
+    chosen_rewards = beta * _segment_rewards(
+        chosen_logratios.to(dtype), chosen_mask, chosen_weights, chosen_ids, width
+    )
     rejected_rewards = beta * _segment_rewards(
         rejected_logratios.to(dtype), rejected_mask, rejected_weights, rejected_ids, width
     )

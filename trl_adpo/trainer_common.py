@@ -1,15 +1,13 @@
-"""What `ADPOTrainer` does the same way on every TRL line: the loss call, its metrics, per-token alignment, the
-per-token dataset columns (reference log-probs, reasoning-step segment ids, critical-token weights) and their
-collator, and the model card. The line-specific glue subclasses `ADPOTrainerMixin`.
+"""What `ADPOTrainer` does the same way on every TRL line: the loss call and its metrics, the per-token columns it
+computes before training (reference log-probs, critical-token weights) over the train and eval datasets, resuming,
+and the model card. The line-specific glue subclasses `ADPOTrainerMixin`.
 """
 
 from __future__ import annotations
 
-import textwrap
-import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from accelerate.utils import tqdm
@@ -17,214 +15,23 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 from trl import DPOTrainer
 from trl.models import prepare_deepspeed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from trl.trainer.utils import get_config_model_id, pad
+from trl.trainer.utils import get_config_model_id
 
+from .checkpoints import resolve_checkpoint
 from .config import ADPOConfig
 from .critical_models import CriticalTokenModels
-from .data import scored_completion_spans
-from .objective import ADPOLossOutput, adpo_loss
 from .files import write_atomically
-from .report.plots import PLOT_FILE
-from .segmentation import step_segment_ids
-
-REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
-SEGMENT_COLUMNS = ("chosen_segment_ids", "rejected_segment_ids")
-WEIGHT_COLUMNS = ("chosen_weights", "rejected_weights")
-LOSS_COLUMNS = SEGMENT_COLUMNS + WEIGHT_COLUMNS
-"""The per-token columns that go to the loss, not to the model."""
-PER_TOKEN_COLUMNS = {
-    **dict.fromkeys(REF_COLUMNS, torch.float32),
-    **dict.fromkeys(SEGMENT_COLUMNS, torch.long),
-    **dict.fromkeys(WEIGHT_COLUMNS, torch.float32),
-}
-"""Dataset columns that hold one value per scored completion token (column 0 the first scored token), and their
-dtypes once collated. TRL's collators do not know them: `PerTokenCollator` pads them."""
-
-CDPO_CITATION = textwrap.dedent("""\
-    @inproceedings{lin2025critical,
-        title         = {{Critical Tokens Matter: Token-Level Contrastive Estimation Enhances LLM's Reasoning Capability}},
-        author        = {Zicheng Lin and Tian Liang and Jiahao Xu and Qiuzhi Liu and Xing Wang and Ruilin Luo and Chufan Shi and Siheng Li and Yujiu Yang and Zhaopeng Tu},
-        year          = 2025,
-        booktitle     = {International Conference on Machine Learning (ICML)},
-        eprint        = {2411.19943},
-        archivePrefix = {arXiv},
-    }""")
-
-ADPO_CITATION = textwrap.dedent("""\
-    @inproceedings{oi2026adpo,
-        title         = {{Autoregressive Direct Preference Optimization}},
-        author        = {Masanari Oi and Mahiro Ukai and Masahiro Kaneko and Naoaki Okazaki and Nakamasa Inoue},
-        year          = 2026,
-        booktitle     = {International Conference on Machine Learning (ICML)},
-        eprint        = {2602.09533},
-        archivePrefix = {arXiv},
-    }""")
-
-
-def left_align(token_logps: torch.Tensor, scored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move each row's scored tokens, contiguous in the row, to column 0.
-
-    Args:
-        token_logps: ``(N, L)`` per-token log-probs.
-        scored: ``(N, L)`` boolean, True on the completion tokens that have a log-prob.
-
-    Returns:
-        ``(N, T)`` log-probs, column 0 the first scored token, zero past the end, and their ``(N, T)`` mask, with
-        ``T`` the longest row's count of scored tokens.
-    """
-    lengths = scored.sum(dim=1)
-    columns = torch.arange(int(lengths.max()), device=scored.device)
-    start = scored.int().argmax(dim=1, keepdim=True)
-    aligned = token_logps.gather(1, (start + columns).clamp(max=token_logps.shape[1] - 1))
-    mask = columns < lengths.unsqueeze(1)
-    return aligned.masked_fill(~mask, 0.0), mask
-
-
-def fit_width(values: torch.Tensor, width: int, column: str) -> torch.Tensor:
-    """Right-pad a ``(B, T')`` per-token column with zeros to the policy's width ``T >= T'``."""
-    if values.shape[1] > width:
-        raise ValueError(
-            f"The per-token column `{column}` has {values.shape[1]} tokens but the policy scores at most {width}: it "
-            "does not match this dataset and `max_length`. Drop that column and let the trainer compute it again."
-        )
-    return torch.nn.functional.pad(values, (0, width - values.shape[1]))
-
-
-@dataclass
-class PerTokenCollator:
-    """Wraps a preference collator: the `PER_TOKEN_COLUMNS` (lists per row) are taken out of the examples, the rest
-    is collated by `collator`, and the lists come back as ``(B, T)`` tensors padded with 0."""
-
-    collator: Callable[[list[dict[str, Any]]], dict[str, Any]]
-
-    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        output = self.collator([{k: v for k, v in row.items() if k not in PER_TOKEN_COLUMNS} for row in examples])
-        for column, dtype in PER_TOKEN_COLUMNS.items():
-            if column in examples[0]:
-                output[column] = pad([torch.tensor(row[column], dtype=dtype) for row in examples])
-        return output
-
-
-def scored_step_ids(
-    prompt_ids: list[int], completion_ids: list[int], tokenizer, args: ADPOConfig
-) -> list[int]:
-    """The reasoning-step segment id of each scored completion token of one row, from 0.
-
-    The steps are cut on the whole completion; truncation to `max_length` then keeps some of its tokens, and a step
-    it cuts stays a (shorter) segment.
-    """
-    first, stop = (int(i[0]) for i in scored_completion_spans(
-        [len(prompt_ids)], [len(completion_ids)], args.max_length, args.truncation_mode
-    ))
-    steps = step_segment_ids(completion_ids, tokenizer, args.step_delimiter, args.step_pattern)[first:stop]
-    return [step - steps[0] for step in steps]
-
-
-def gather_rows(accelerator, values: torch.Tensor, mask: torch.Tensor) -> list[list[float]]:
-    """Each row's masked values as a list, gathered from all processes in dataset order."""
-    values = accelerator.pad_across_processes(values.float(), dim=1)
-    mask = accelerator.pad_across_processes(mask, dim=1)
-    values, mask = accelerator.gather_for_metrics((values, mask))
-    return [row[keep].tolist() for row, keep in zip(values.cpu(), mask.cpu())]
-
-
-def without_per_token_columns(dataset, name: str):
-    """`dataset` without the `PER_TOKEN_COLUMNS` it already holds (from another trainer, run or config), with a
-    warning naming them.
-
-    The trainer derives every per-token column from its own config and data (per-token reference log-probs with
-    `precompute_ref_log_probs`, step segment ids with `granularity="step"`, critical-token weights with
-    `positive_model`/`negative_model`), so a column that came with the data is never trusted: it is dropped here,
-    before tokenization, and computed again where the config asks for it.
-    """
-    stale = [column for column in PER_TOKEN_COLUMNS if column in (getattr(dataset, "column_names", None) or [])]
-    if not stale:
-        return dataset
-    warnings.warn(
-        f"The {name} dataset already holds the per-token column(s) {stale}, made by another trainer or run. "
-        "ADPOTrainer derives them from its own config (precompute_ref_log_probs, granularity='step', "
-        "positive_model/negative_model), so they are dropped and computed again where this config asks for them.",
-        stacklevel=3,
-    )
-    return dataset.remove_columns(stale)
-
-
-def with_step_columns(dataset: Dataset, processing_class, args: ADPOConfig, name: str, suffix: str) -> Dataset:
-    """With `granularity="step"`, a tokenized `dataset` plus the step segment ids of its scored completion tokens.
-
-    `suffix` ends the token-id columns: `_input_ids` on TRL 0.28, `_ids` on TRL 1.x.
-    """
-    if args.granularity != "step":
-        return dataset
-    if not isinstance(dataset, Dataset):
-        raise ValueError(
-            f"granularity='step' cuts each row into reasoning steps once, before training, which needs a map-style "
-            f"`datasets.Dataset`; the {name} dataset is a {type(dataset).__name__}. Load it without streaming, or "
-            "choose the static or adaptive granularity."
-        )
-    tokenizer = getattr(processing_class, "tokenizer", processing_class)
-
-    def add_steps(row: dict[str, Any]) -> dict[str, list[int]]:
-        prompt = row[f"prompt{suffix}"]
-        return {
-            column: scored_step_ids(prompt, row[f"{side}{suffix}"], tokenizer, args)
-            for column, side in zip(SEGMENT_COLUMNS, ("chosen", "rejected"))
-        }
-
-    return dataset.map(add_steps, num_proc=args.dataset_num_proc, desc=f"Cutting the {name} dataset into reasoning steps")
-
-
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "pytorch_model.bin",
-                "pytorch_model.bin.index.json", "adapter_model.bin")
-
-
-def checkpoint_problem(checkpoint: Path) -> str | None:
-    """Why `checkpoint` cannot be resumed from (a save cut short), or None. Trainer writes trainer_state.json last."""
-    if not (checkpoint / "trainer_state.json").is_file():
-        return "it has no trainer_state.json, the file Trainer writes last"
-    if not any((checkpoint / name).is_file() for name in WEIGHT_FILES) and not any(checkpoint.glob("global_step*")):
-        return "it has no model weights"
-    return None
-
-
-def resolve_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: str) -> str | None:
-    """The checkpoint to resume from: the one named (True or "true": the newest in `output_dir`), or, when a run
-    killed while saving left it half-written, the newest complete one before it, with a warning naming both."""
-    if resume_from_checkpoint in (None, False, "", "false", "False"):
-        return None
-    if resume_from_checkpoint in (True, "true", "True"):
-        requested, folder = None, Path(output_dir)
-    else:
-        requested = Path(resume_from_checkpoint)
-        if not requested.is_dir():
-            raise FileNotFoundError(f"resume_from_checkpoint: {resume_from_checkpoint!r} is no checkpoint directory.")
-        folder = requested.parent
-    checkpoints = sorted(
-        (c for c in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if c.is_dir() and c.name.split("-")[-1].isdigit()),
-        key=lambda c: int(c.name.split("-")[-1]),
-    )
-    if requested is not None:
-        checkpoints = [c for c in checkpoints if int(c.name.split("-")[-1]) <= int(requested.name.split("-")[-1])]
-        checkpoints = checkpoints if requested in checkpoints else [*checkpoints, requested]
-    skipped = []
-    for checkpoint in reversed(checkpoints):
-        problem = checkpoint_problem(checkpoint)
-        if problem is None:
-            if skipped:
-                warnings.warn(
-                    f"{skipped[0][0]} is incomplete ({skipped[0][1]}): the run was stopped while saving it. Resuming "
-                    f"from {checkpoint}, the newest complete checkpoint before it.",
-                    stacklevel=3,
-                )
-            return str(checkpoint)
-        skipped.append((checkpoint, problem))
-    if skipped:
-        raise ValueError(
-            f"resume_from_checkpoint: {skipped[0][0]} is incomplete ({skipped[0][1]}) and no complete checkpoint comes "
-            "before it: start the run again without resume_from_checkpoint."
-        )
-    raise FileNotFoundError(f"resume_from_checkpoint: {folder} holds no {PREFIX_CHECKPOINT_DIR}-N directory.")
+from .model_card import ADPO_CITATION, adpo_section
+from .objective import ADPOLossOutput, adpo_loss
+from .per_token import (
+    PER_TOKEN_COLUMNS,
+    REF_COLUMNS,
+    SEGMENT_COLUMNS,
+    WEIGHT_COLUMNS,
+    fit_width,
+    gather_rows,
+    left_align,
+)
 
 
 class ADPOTrainerMixin:
@@ -277,7 +84,9 @@ class ADPOTrainerMixin:
             )
 
     @classmethod
-    def tokenize_dataset(cls, dataset: Dataset, processing_class, args: ADPOConfig, name: str = "inspected") -> Dataset:
+    def tokenize_dataset(
+        cls, dataset: Dataset, processing_class, args: ADPOConfig, name: str = "inspected"
+    ) -> Dataset:
         """`dataset` checked, tokenized and cut into steps exactly as the trainer prepares its data, without a model
         (what `trl-adpo inspect` scores)."""
         trainer = cls.__new__(cls)  # the preparation reads no other state of the trainer than these two
@@ -315,7 +124,9 @@ class ADPOTrainerMixin:
         if args.granularity == "step":
             segmentation = dict(
                 granularity="explicit",
-                chosen_segment_ids=fit_width(batch[SEGMENT_COLUMNS[0]].to(chosen.device), width_chosen, SEGMENT_COLUMNS[0]),
+                chosen_segment_ids=fit_width(
+                    batch[SEGMENT_COLUMNS[0]].to(chosen.device), width_chosen, SEGMENT_COLUMNS[0]
+                ),
                 rejected_segment_ids=fit_width(
                     batch[SEGMENT_COLUMNS[1]].to(rejected.device), width_rejected, SEGMENT_COLUMNS[1]
                 ),
@@ -331,7 +142,9 @@ class ADPOTrainerMixin:
                 "given at construction. Pass every eval dataset to the trainer when you build it."
             )
         widths = dict(zip(WEIGHT_COLUMNS, (width_chosen, width_rejected)))
-        weights = {column: fit_width(batch[column].to(chosen.device), widths[column], column) for column in weight_columns}
+        weights = {
+            column: fit_width(batch[column].to(chosen.device), widths[column], column) for column in weight_columns
+        }
         output = adpo_loss(
             chosen,
             rejected,
@@ -343,7 +156,8 @@ class ADPOTrainerMixin:
             reduction=args.segment_reduction,
         )
         self.last_adpo_output = output.detach()
-        # DPO's rewards, beta times the summed log-ratio, unweighted whatever the critical-token weights (as TRL 1.x logs)
+        # DPO's rewards, beta times the summed log-ratio, unweighted whatever the critical-token weights (as TRL 1.x
+        # logs)
         self._last_rewards = tuple(
             args.beta * logratios.detach().masked_fill(~mask, 0.0).sum(dim=1)
             for logratios, mask in zip((chosen, rejected), masks)
@@ -352,7 +166,11 @@ class ADPOTrainerMixin:
         if WEIGHT_COLUMNS[1] in weights:
             rejected_weights = weights[WEIGHT_COLUMNS[1]][masks[1]]
             self._last_weight_stats = torch.stack(
-                [rejected_weights.sum(), (rejected_weights < 0.5).sum(), rejected_weights.new_tensor(rejected_weights.numel())]
+                [
+                    rejected_weights.sum(),
+                    (rejected_weights < 0.5).sum(),
+                    rejected_weights.new_tensor(rejected_weights.numel()),
+                ]
             ).float()
         return output
 
@@ -384,7 +202,8 @@ class ADPOTrainerMixin:
         else:
             term = "in another process"
         raise FloatingPointError(
-            f"Step {self.state.global_step + 1}: the training loss is not finite ({term}). Training stops here, before "
+            f"Step {self.state.global_step + 1}: the training loss is not finite ({term}). Training stops here, "
+            "before "
             "anything is saved, so that no model of NaN weights replaces a good one; the checkpoints already written "
             "are kept. Lower the learning rate (or beta), or look for a broken row in the data."
         )
@@ -487,11 +306,7 @@ class ADPOTrainerMixin:
             return (1 - rejected,), (rejected_mask,)
 
         batch_size = args.precompute_ref_batch_size or args.per_device_eval_batch_size
-        datasets = {"train": self.train_dataset}
-        if isinstance(self.eval_dataset, dict):
-            datasets.update(self.eval_dataset)
-        elif self.eval_dataset is not None:
-            datasets["eval"] = self.eval_dataset
+        datasets = self._datasets()
         for name, dataset in datasets.items():
             if not isinstance(dataset, Dataset):
                 raise ValueError(
@@ -502,67 +317,33 @@ class ADPOTrainerMixin:
                 dataset, batch_size, f"Critical-token weights of the {name} dataset", columns, weights
             )
         models.free()
-        self.train_dataset = datasets.pop("train")
+        self._set_datasets(datasets)
+
+    def _datasets(self) -> dict[str, Dataset]:
+        """The train dataset and the eval datasets given at construction, by name: "train", and "eval" or, for a dict
+        of eval datasets, "eval_KEY" (the names a checkpoint keeps their per-token columns under)."""
+        datasets = {"train": self.train_dataset}
         if isinstance(self.eval_dataset, dict):
-            self.eval_dataset = datasets
+            datasets.update({f"eval_{key}": dataset for key, dataset in self.eval_dataset.items()})
         elif self.eval_dataset is not None:
-            self.eval_dataset = datasets["eval"]
+            datasets["eval"] = self.eval_dataset
+        return datasets
+
+    def _set_datasets(self, datasets: dict[str, Dataset]) -> None:
+        """Replace the datasets of `datasets`, named as `_datasets` names them (any of them)."""
+        for name, dataset in datasets.items():
+            if name == "train":
+                self.train_dataset = dataset
+            elif name == "eval":
+                self.eval_dataset = dataset
+            else:
+                self.eval_dataset[name.removeprefix("eval_")] = dataset
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):
         """TRL's model card, naming ADPO and its paper, plus a section with the ADPO settings and the DPO citation."""
         super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
-        if not self.is_world_process_zero():
-            return
-        args = self.args
-        section = [
-            "",
-            "## ADPO settings",
-            "",
-            f"Trained with {args.method_name}, with the trl_adpo `ADPOTrainer`. ADPO, Autoregressive Direct Preference "
-            "Optimization ([arXiv 2602.09533](https://arxiv.org/abs/2602.09533)), extends DPO "
-            "([arXiv 2305.18290](https://arxiv.org/abs/2305.18290)) by moving its sum over tokens outside the "
-            "log-sigmoid, one log-sigmoid per segment of the completion.",
-        ]
-        if args.critical_tokens:
-            section += [
-                "",
-                "The log-ratios are weighted by critical-token weights from contrastive estimation, as in cDPO "
-                "([Lin et al. 2025, arXiv 2411.19943](https://arxiv.org/abs/2411.19943)): a positive and a negative "
-                "model score each token with p_ce = softmax((1 + gamma) z_pos - gamma z_neg); rejected tokens weigh "
-                "1 - p_ce" + (", chosen tokens p_ce." if args.weight_chosen_tokens else ", chosen tokens 1."),
-            ]
-        section += [
-            "",
-            "| setting | value |",
-            "| --- | --- |",
-            f"| method | {args.method_name} |",
-            f"| granularity | {args.granularity_description} |",
-            f"| segment reduction | {args.segment_reduction} |",
-            f"| beta | {args.beta} |",
-            f"| label smoothing | {args.label_smoothing} |",
-        ]
-        if args.loss_term_weights[1] > 0:
-            section.append(f"| NLL term of the chosen completions (RPO), weight | {args.loss_term_weights[1]} |")
-        if args.critical_tokens:
-            section += [
-                f"| positive model | {args.positive_model} |",
-                f"| negative model | {args.negative_model} |",
-                f"| critical-token gamma | {args.critical_token_gamma} |",
-            ]
-        section += [f"| dataset | {dataset_name or 'not recorded'} |", ""]
-        if (Path(args.output_dir) / PLOT_FILE).is_file():
-            section += [
-                "## Training dynamics",
-                "",
-                "Log-probs of the chosen (solid) and rejected (dashed) completions during training, with the reward "
-                "margin, the reward and segment accuracies and the segment margin:",
-                "",
-                f"![training dynamics]({PLOT_FILE})",
-                "",
-            ]
-        section += ["Cite DPO as:", "", "```bibtex"]
-        section += [DPOTrainer._paper["citation"], "```", ""]
-        if args.critical_tokens:
-            section += ["Cite cDPO's contrastive estimation as:", "", "```bibtex", CDPO_CITATION, "```", ""]
-        card = Path(args.output_dir) / "README.md"
-        write_atomically(card, card.read_text() + "\n".join(section))
+        if self.is_world_process_zero():
+            card = Path(self.args.output_dir) / "README.md"
+            write_atomically(
+                card, card.read_text() + adpo_section(self.args, dataset_name, DPOTrainer._paper["citation"])
+            )

@@ -21,18 +21,18 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import DPOTrainer
 from trl.trainer.utils import flush_left, flush_right, selective_log_softmax
 
+from .checkpoints import resolve_checkpoint
 from .config import ADPOConfig
 from .data import check_preference_dataset, check_tokenized_dataset
-from .trainer_common import (
+from .per_token import (
     LOSS_COLUMNS,
     REF_COLUMNS,
-    ADPOTrainerMixin,
     PerTokenCollator,
     left_align,
-    resolve_checkpoint,
     with_step_columns,
     without_per_token_columns,
 )
+from .trainer_common import ADPOTrainerMixin
 
 REFERENCE_DIR = "adpo_reference_logps"  # in a checkpoint: the precomputed per-token reference log-probs
 
@@ -147,7 +147,9 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
                 "Pass every eval dataset to the trainer at construction (they are precomputed with the train "
                 "dataset), or pass a `ref_model`."
             )
-        autocast = torch.autocast(self.accelerator.device.type) if self._peft_has_been_casted_to_bf16 else nullcontext()
+        autocast = (
+            torch.autocast(self.accelerator.device.type) if self._peft_has_been_casted_to_bf16 else nullcontext()
+        )
         with torch.no_grad(), autocast:
             if self.ref_model is None:
                 with self.null_ref_context():
@@ -176,11 +178,13 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
     def _precompute_eval_datasets(self) -> None:
         """Add per-token reference log-probs to every eval dataset given at construction."""
         batch_size = self.args.precompute_ref_batch_size or self.args.per_device_eval_batch_size
-        if isinstance(self.eval_dataset, dict):
-            for key, dataset in self.eval_dataset.items():
-                self.eval_dataset[key] = self._with_reference_columns(dataset, batch_size, key)
-        elif self.eval_dataset is not None:
-            self.eval_dataset = self._with_reference_columns(self.eval_dataset, batch_size, "eval")
+        self._set_datasets(
+            {
+                name: self._with_reference_columns(dataset, batch_size, name)
+                for name, dataset in self._datasets().items()
+                if name != "train"
+            }
+        )
 
     def get_train_dataloader(self) -> DataLoader:
         """TRL's train dataloader; with `precompute_ref_log_probs`, first adds per-token reference log-probs to the
@@ -207,12 +211,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
 
     def _reference_snapshots(self) -> dict[str, Dataset]:
         """The datasets whose per-token reference log-probs a checkpoint keeps, by name."""
-        datasets = {"train": self.train_dataset}
-        if isinstance(self.eval_dataset, dict):
-            datasets.update({f"eval_{key}": dataset for key, dataset in self.eval_dataset.items()})
-        elif self.eval_dataset is not None:
-            datasets["eval"] = self.eval_dataset
-        return {name: d for name, d in datasets.items() if REF_COLUMNS[0] in d.column_names}
+        return {name: d for name, d in self._datasets().items() if REF_COLUMNS[0] in d.column_names}
 
     def _save_checkpoint(self, model, trial):
         """TRL's checkpoint, plus the precomputed per-token reference log-probs, which resuming needs. They are written
@@ -241,15 +240,13 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
                     "checkpoint no longer holds. Resume from a checkpoint saved by ADPOTrainer, or pass a ref_model."
                 )
             return  # the reference (ref_model, or the PEFT base) is unchanged: it is computed again
-        for saved in sorted(directory.iterdir()):
-            columns = load_from_disk(saved)
-            if saved.name == "train":
-                self.train_dataset = self._add_columns(self.train_dataset, columns)
-            elif saved.name == "eval":
-                self.eval_dataset = self._add_columns(self.eval_dataset, columns)
-            else:
-                key = saved.name.removeprefix("eval_")
-                self.eval_dataset[key] = self._add_columns(self.eval_dataset[key], columns)
+        datasets = self._datasets()
+        self._set_datasets(
+            {
+                saved.name: self._add_columns(datasets[saved.name], load_from_disk(saved))
+                for saved in sorted(directory.iterdir())
+            }
+        )
 
     @staticmethod
     def _add_columns(dataset: Dataset, columns: Dataset) -> Dataset:
@@ -304,10 +301,12 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         if f"{prefix}nll_loss" in metrics:
             metrics[f"{prefix}adpo/nll"] = metrics[f"{prefix}nll_loss"]
         chosen, rejected = self.accelerator.gather_for_metrics(self._last_rewards)
-        metrics.update({
-            f"{prefix}rewards/chosen": chosen.mean().item(),
-            f"{prefix}rewards/rejected": rejected.mean().item(),
-            f"{prefix}rewards/accuracies": (chosen > rejected).float().mean().item(),
-            f"{prefix}rewards/margins": (chosen - rejected).mean().item(),
-        })
+        metrics.update(
+            {
+                f"{prefix}rewards/chosen": chosen.mean().item(),
+                f"{prefix}rewards/rejected": rejected.mean().item(),
+                f"{prefix}rewards/accuracies": (chosen > rejected).float().mean().item(),
+                f"{prefix}rewards/margins": (chosen - rejected).mean().item(),
+            }
+        )
         return loss, metrics

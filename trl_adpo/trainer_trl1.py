@@ -14,22 +14,24 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+import trl
 from datasets import Dataset
 from torch import nn
 from trl import DPOTrainer
 from trl.models import prepare_deepspeed
 
+from .compat import INSTALL_TESTED
 from .config import ADPOConfig
 from .data import BadRowError, check_preference_dataset, check_tokenized_dataset
-from .trainer_common import (
+from .per_token import (
     LOSS_COLUMNS,
     REF_COLUMNS,
-    ADPOTrainerMixin,
     PerTokenCollator,
     left_align,
     with_step_columns,
     without_per_token_columns,
 )
+from .trainer_common import ADPOTrainerMixin
 
 ROW_COLUMN = "adpo_row"  # the row numbers of a raw dataset, to name rows that TRL's tokenization drops
 
@@ -49,6 +51,37 @@ def recorded_log_probs(*modules: nn.Module) -> Iterator[dict[nn.Module, list[tor
             handle.remove()
 
 
+def check_forwards(
+    records: dict[nn.Module, list[torch.Tensor | None]], policy: nn.Module, reference: nn.Module | None, training: bool
+) -> None:
+    """Fail loudly, naming the TRL version, unless TRL's forwards were the ones this glue reads: one forward of the
+    policy, then one of the reference (the policy again, adapters disabled, when it is its own reference; none when
+    reference log-probs are precomputed), each returning per-token `log_probs`. In training, the policy's forward is
+    the one that carries gradients, which tells the two apart when the policy is its own reference."""
+    expected = {policy: 2 if reference is policy else 1, **({reference: 1} if reference not in (None, policy) else {})}
+    found = {module: len(calls) for module, calls in records.items()}
+    problem = None
+    if found != expected:
+
+        def counts(table: dict) -> str:
+            return ", ".join(
+                f"{'the policy' if module is policy else 'the reference'} {n}" for module, n in table.items()
+            )
+
+        problem = f"forwards recorded: {counts(found)}, where the glue expects {counts(expected)}"
+    elif any(call is None for calls in records.values() for call in calls):
+        problem = "a forward returned no per-token `log_probs` (TRL's fused LM head no longer gives them)"
+    elif training and not (
+        records[policy][0].requires_grad and (reference is not policy or not records[policy][1].requires_grad)
+    ):
+        problem = "the policy's forward (the one with gradients) did not come before the reference's"
+    if problem:
+        raise RuntimeError(
+            f"TRL {trl.__version__}: DPOTrainer's forwards are not the ones ADPOTrainer's TRL 1.x glue reads "
+            f"(checked against TRL 1.16): {problem}. Install a tested TRL: {INSTALL_TESTED}."
+        )
+
+
 class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
     """Drop-in replacement for `trl.DPOTrainer` that trains with the ADPO loss.
 
@@ -61,7 +94,9 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
     def __init__(self, model, ref_model=None, args: ADPOConfig | None = None, data_collator=None, **kwargs):
         self._check_reference_vocabulary(model, ref_model)
         super().__init__(model, ref_model, self._adpo_args(model, args), data_collator, **kwargs)
-        self._refuse_unsupported_models(getattr(self.model.config, "is_encoder_decoder", False), self._is_vision_dataset)
+        self._refuse_unsupported_models(
+            getattr(self.model.config, "is_encoder_decoder", False), self._is_vision_dataset
+        )
         self.data_collator = PerTokenCollator(self.data_collator)
         self._add_critical_token_weights()
 
@@ -82,9 +117,11 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         if len(dataset) < rows:
             dropped = sorted(set(range(rows)) - set(dataset[ROW_COLUMN]))
             raise BadRowError(
-                dataset_name, dropped[0], f" has no `chosen` token left to score after truncation to "
+                dataset_name,
+                dropped[0],
+                f" has no `chosen` token left to score after truncation to "
                 f"max_length={args.max_length} (truncation_mode={args.truncation_mode!r}): its prompt alone fills "
-                f"max_length; {len(dropped)} row(s) in all. Raise `max_length` or drop those rows."
+                f"max_length; {len(dropped)} row(s) in all. Raise `max_length` or drop those rows.",
             )
         dataset = dataset.remove_columns(ROW_COLUMN)
         check_tokenized_dataset(dataset, dataset_name, args.max_length, args.truncation_mode, suffix="_ids")
@@ -94,6 +131,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         """Aligned per-token reference log-probs ``(2B, T)`` of a batch (chosen rows first) and their mask."""
         with recorded_log_probs(model) as records:
             super().compute_ref_log_probs(model, batch)
+        check_forwards(records, model, None, training=False)
         scored = batch["completion_mask"][:, 1:].bool()
         return left_align(records[model][0][:, -scored.shape[1] :], scored)
 
@@ -126,7 +164,8 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         precomputed = self.precompute_ref_logps
         # TRL passes the rest to the model; reference columns only where this config precomputes them
         inputs = {
-            key: value for key, value in inputs.items()
+            key: value
+            for key, value in inputs.items()
             if key not in per_token and (precomputed or key not in REF_COLUMNS)
         }
         if precomputed:  # TRL's metrics read summed reference log-probs
@@ -137,6 +176,7 @@ class ADPOTrainer(ADPOTrainerMixin, DPOTrainer):
         with recorded_log_probs(*{policy, reference} - {None}) as records:
             result = super()._compute_loss(model, inputs, return_outputs)
 
+        check_forwards(records, policy, reference, training=self.model.training and torch.is_grad_enabled())
         scored = inputs["completion_mask"][:, 1:].bool()
         logps, mask = left_align(records[policy][0][:, -scored.shape[1] :], scored)
         if not precomputed:  # the policy's own second forward when the reference is its adapter-free base

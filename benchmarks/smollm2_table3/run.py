@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trl_adpo.pipeline.evaluation import first_verdicts, paired_difference, wilson_interval
 from trl_adpo.files import write_atomically
+from trl_adpo.pipeline.evaluation import first_verdicts, paired_difference, wilson_interval
 from trl_adpo.pipeline.io import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,11 +65,14 @@ ONCE = {"ADPO k=1": "--granularity static --window_size 1"}
 """Methods run for seed 0 only: static k = 1 equals m = 256 where no completion is longer than 256 tokens."""
 CRITICAL = ("cDPO", "cADPO")
 GRANULARITY_OPTIONS = {
-    "DPO": dict(granularity="adaptive", num_segments=1), "ADPO m=2": dict(granularity="adaptive", num_segments=2),
+    "DPO": dict(granularity="adaptive", num_segments=1),
+    "ADPO m=2": dict(granularity="adaptive", num_segments=2),
     "ADPO m=16": dict(granularity="adaptive", num_segments=16),
     "ADPO m=256": dict(granularity="adaptive", num_segments=256),
-    "ADPO k=1": dict(granularity="static", window_size=1), "ADPO k=2": dict(granularity="static", window_size=2),
-    "ADPO k=4": dict(granularity="static", window_size=4), "ADPO k=8": dict(granularity="static", window_size=8),
+    "ADPO k=1": dict(granularity="static", window_size=1),
+    "ADPO k=2": dict(granularity="static", window_size=2),
+    "ADPO k=4": dict(granularity="static", window_size=4),
+    "ADPO k=8": dict(granularity="static", window_size=8),
     "ADPO step": dict(granularity="step"),
 }
 
@@ -116,20 +119,37 @@ class Run:
         sampling = f"--n {s.n} --temperature {s.temperature} --max_new_tokens {s.max_new_tokens}"
         return [
             ("model", f"python -m trl_adpo.examples.smollm2 {w}", f"{w}/model/config.json"),
-            ("problems", f"python -m trl_adpo.examples.word_problems {w} --train {s.train_problems} --heldout "
-                         f"{s.heldout_problems} --operations {' '.join(map(str, s.operations))}", f"{w}/heldout.jsonl"),
-            ("evaluate base", f"trl-adpo evaluate --config {CONFIGS}/evaluate.yaml --dataset_name {w}/heldout.jsonl "
-                              f"--model_name_or_path {w}/model --max_new_tokens {s.max_new_tokens} "
-                              f"--output {d}/base.json", f"{d}/base.json"),
-            ("sample", f"trl-adpo sample --config {CONFIGS}/sample.yaml --dataset_name {w}/problems.jsonl "
-                       f"--model_name_or_path {w}/model {sampling} --output {d}/samples.jsonl",
-             f"{d}/samples.jsonl.done"),
-            ("pairs", f"trl-adpo pairs --samples {d}/samples.jsonl --output {d}/pairs.jsonl "
-                      f"--pairs_per_problem {s.pairs_per_problem} --critical_samples {d}/critical.jsonl",
-             f"{d}/pairs.jsonl"),
-            ("train-critical", f"trl-adpo train-critical --config {CONFIGS}/critical.yaml --model_name_or_path "
-                               f"{w}/model --dataset_name {d}/samples.jsonl --output_dir {w}/critical",
-             f"{w}/critical/negative/adapter_config.json"),
+            (
+                "problems",
+                f"python -m trl_adpo.examples.word_problems {w} --train {s.train_problems} --heldout "
+                f"{s.heldout_problems} --operations {' '.join(map(str, s.operations))}",
+                f"{w}/heldout.jsonl",
+            ),
+            (
+                "evaluate base",
+                f"trl-adpo evaluate --config {CONFIGS}/evaluate.yaml --dataset_name {w}/heldout.jsonl "
+                f"--model_name_or_path {w}/model --max_new_tokens {s.max_new_tokens} "
+                f"--output {d}/base.json",
+                f"{d}/base.json",
+            ),
+            (
+                "sample",
+                f"trl-adpo sample --config {CONFIGS}/sample.yaml --dataset_name {w}/problems.jsonl "
+                f"--model_name_or_path {w}/model {sampling} --output {d}/samples.jsonl",
+                f"{d}/samples.jsonl.done",
+            ),
+            (
+                "pairs",
+                f"trl-adpo pairs --samples {d}/samples.jsonl --output {d}/pairs.jsonl "
+                f"--pairs_per_problem {s.pairs_per_problem} --critical_samples {d}/critical.jsonl",
+                f"{d}/pairs.jsonl",
+            ),
+            (
+                "train-critical",
+                f"trl-adpo train-critical --config {CONFIGS}/critical.yaml --model_name_or_path "
+                f"{w}/model --dataset_name {d}/samples.jsonl --output_dir {w}/critical",
+                f"{w}/critical/negative/adapter_config.json",
+            ),
         ]
 
     def cell_commands(self, method: str, seed: int) -> list[tuple[str, str]]:
@@ -138,12 +158,18 @@ class Run:
         rate = s.learning_rate * (2 if method in CRITICAL else 1)
         options = {**METHODS, **ONCE}[method].format(critical=f"{w}/critical")
         return [
-            ("train", f"trl-adpo train --config {CONFIGS}/train.yaml --model_name_or_path {w}/model --dataset_name "
-                      f"{self.data}/pairs.jsonl {options} --learning_rate {rate:g} --num_train_epochs {s.epochs} "
-                      f"--seed {seed} --output_dir {run} --overwrite_output_dir true"),
-            ("evaluate", f"trl-adpo evaluate --config {CONFIGS}/evaluate.yaml --dataset_name {w}/heldout.jsonl "
-                         f"--model_name_or_path {run} --max_new_tokens {s.max_new_tokens} "
-                         f"--output {run}/evaluation.json"),
+            (
+                "train",
+                f"trl-adpo train --config {CONFIGS}/train.yaml --model_name_or_path {w}/model --dataset_name "
+                f"{self.data}/pairs.jsonl {options} --learning_rate {rate:g} --num_train_epochs {s.epochs} "
+                f"--seed {seed} --output_dir {run} --overwrite_output_dir true",
+            ),
+            (
+                "evaluate",
+                f"trl-adpo evaluate --config {CONFIGS}/evaluate.yaml --dataset_name {w}/heldout.jsonl "
+                f"--model_name_or_path {run} --max_new_tokens {s.max_new_tokens} "
+                f"--output {run}/evaluation.json",
+            ),
         ]
 
     def cells_to_run(self, pilot: bool) -> list[tuple[str, int]]:
@@ -179,12 +205,25 @@ class Run:
             commands.append({"step": step, "command": command, "wall_s": round(run(command), 1)})
         run_dir = ROOT / self.work / "runs" / f"{slug(method)}-seed{seed}"
         history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
-        keys = ("step", "loss", "logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies",
-                "adpo/segment_accuracy", "adpo/feedback_length", "adpo/nll")
+        keys = (
+            "step",
+            "loss",
+            "logps/chosen",
+            "logps/rejected",
+            "rewards/margins",
+            "rewards/accuracies",
+            "adpo/segment_accuracy",
+            "adpo/feedback_length",
+            "adpo/nll",
+        )
         evaluation = json.loads((run_dir / "evaluation.json").read_text())
         cell = {
-            "method": method, "seed": seed, "setting": self.name, "commands": commands,
-            "accuracy": evaluation["summary"]["accuracy"], "verdicts": first_verdicts(run_dir / "evaluation.json"),
+            "method": method,
+            "seed": seed,
+            "setting": self.name,
+            "commands": commands,
+            "accuracy": evaluation["summary"]["accuracy"],
+            "verdicts": first_verdicts(run_dir / "evaluation.json"),
             "cut": cut_share(evaluation["problems"], self.setting.max_new_tokens, self.tokenizer()),
             "log": [{k: entry[k] for k in keys if k in entry} for entry in history if "logps/chosen" in entry],
         }
@@ -200,29 +239,45 @@ class Run:
     # --- the summary -------------------------------------------------------------------------------------------
 
     def report(self, pilot: bool) -> str:
-        cells = {(c["method"], c["seed"]): c for c in map(json.loads, map(Path.read_text, sorted(self.cells.glob("*.json"))))}
+        cells = {
+            (c["method"], c["seed"]): c
+            for c in map(json.loads, map(Path.read_text, sorted(self.cells.glob("*.json"))))
+        }
         stages = json.loads(self.stages_file.read_text()) if self.stages_file.is_file() else {}
         base_file = ROOT / self.data / "base.json"
         if not base_file.is_file() and not (self.results / "results.json").is_file():
             raise SystemExit(f"{self.name}: no base evaluation yet: run the stages first.")
-        saved = json.loads((self.results / "results.json").read_text()) if (self.results / "results.json").is_file() else {}
+        saved = (
+            json.loads((self.results / "results.json").read_text())
+            if (self.results / "results.json").is_file()
+            else {}
+        )
         if base_file.is_file():
             base_eval = json.loads(base_file.read_text())
             base = np.array(first_verdicts(base_file))
             base_cut = cut_share(base_eval["problems"], self.setting.max_new_tokens, self.tokenizer())
             lengths = self.length_summary()
         else:  # a later session without the work directory: what results.json kept
-            base, base_cut, lengths = np.array(saved["verdicts"]["base"]), saved["base_cut"], saved["completion_lengths"]
+            base, base_cut, lengths = (
+                np.array(saved["verdicts"]["base"]),
+                saved["base_cut"],
+                saved["completion_lengths"],
+            )
         expected = self.cells_to_run(pilot=False)
         complete = all(key in cells for key in expected)
         by_method: dict[str, list[dict]] = {}
-        for (method, seed), cell in sorted(cells.items(), key=lambda item: item[0][1]):
+        for (method, _seed), cell in sorted(cells.items(), key=lambda item: item[0][1]):
             by_method.setdefault(method, []).append(cell)
         raw = {
-            "setting": self.name, **asdict(self.setting), "complete": complete,
+            "setting": self.name,
+            **asdict(self.setting),
+            "complete": complete,
             "cells_missing": [f"{m} seed {s}" for m, s in expected if (m, s) not in cells],
-            "stages": stages, "base_accuracy": float(base.mean()), "base_cut": base_cut,
-            "completion_lengths": lengths, "verdicts": {"base": base.astype(int).tolist()},
+            "stages": stages,
+            "base_accuracy": float(base.mean()),
+            "base_cut": base_cut,
+            "completion_lengths": lengths,
+            "verdicts": {"base": base.astype(int).tolist()},
             "methods": {},
         }
         rows, rng = [], np.random.default_rng(0)
@@ -230,21 +285,32 @@ class Run:
             group = by_method[method]
             verdicts = np.array([c["verdicts"] for c in group])
             low, high = wilson_interval(int(verdicts.sum()), verdicts.size)
-            entry = {"seeds": [c["seed"] for c in group], "accuracy": [c["accuracy"] for c in group],
-                     "mean": float(verdicts.mean()), "wilson": [low, high], "cut": [c["cut"] for c in group],
-                     "versus_base": paired(verdicts, np.array([base] * len(group)), rng)}
+            entry = {
+                "seeds": [c["seed"] for c in group],
+                "accuracy": [c["accuracy"] for c in group],
+                "mean": float(verdicts.mean()),
+                "wilson": [low, high],
+                "cut": [c["cut"] for c in group],
+                "versus_base": paired(verdicts, np.array([base] * len(group)), rng),
+            }
             dpo = {c["seed"]: c for c in by_method.get(DPO, [])}
             shared = [c["seed"] for c in group if c["seed"] in dpo]
             if method != DPO and shared:
-                entry["versus_dpo"] = paired(np.array([cells[(method, s)]["verdicts"] for s in shared]),
-                                             np.array([dpo[s]["verdicts"] for s in shared]), rng)
+                entry["versus_dpo"] = paired(
+                    np.array([cells[(method, s)]["verdicts"] for s in shared]),
+                    np.array([dpo[s]["verdicts"] for s in shared]),
+                    rng,
+                )
             raw["methods"][method] = entry
             raw["verdicts"][method] = {str(c["seed"]): [int(v) for v in c["verdicts"]] for c in group}
             rows.append(method)
         if "cDPO" in by_method and "cADPO" in by_method:
             shared = sorted({c["seed"] for c in by_method["cDPO"]} & {c["seed"] for c in by_method["cADPO"]})
-            raw["cadpo_minus_cdpo"] = paired(np.array([cells[("cADPO", s)]["verdicts"] for s in shared]),
-                                             np.array([cells[("cDPO", s)]["verdicts"] for s in shared]), rng)
+            raw["cadpo_minus_cdpo"] = paired(
+                np.array([cells[("cADPO", s)]["verdicts"] for s in shared]),
+                np.array([cells[("cDPO", s)]["verdicts"] for s in shared]),
+                rng,
+            )
         if "ADPO k=1" in by_method and "ADPO m=256" in by_method:
             raw["k1_equals_m256"] = cells[("ADPO k=1", 0)]["verdicts"] == cells[("ADPO m=256", 0)]["verdicts"]
         self.results.mkdir(parents=True, exist_ok=True)
@@ -264,13 +330,19 @@ class Run:
         tokenizer = self.tokenizer()
         pairs = read_jsonl(ROOT / self.data / "pairs.jsonl")
         text = lambda completion: completion if isinstance(completion, str) else completion[0]["content"]  # noqa: E731
-        ids = {side: [tokenizer(text(p[side]), add_special_tokens=False)["input_ids"] for p in pairs]
-               for side in ("chosen", "rejected")}
+        ids = {
+            side: [tokenizer(text(p[side]), add_special_tokens=False)["input_ids"] for p in pairs]
+            for side in ("chosen", "rejected")
+        }
         summary = {"pairs": len(pairs)}
         for side, lists in ids.items():
             lengths = [len(x) for x in lists]
-            summary[side] = {"median": statistics.median(lengths), "p10": float(np.percentile(lengths, 10)),
-                             "p90": float(np.percentile(lengths, 90)), "max": max(lengths)}
+            summary[side] = {
+                "median": statistics.median(lengths),
+                "p10": float(np.percentile(lengths, 10)),
+                "p90": float(np.percentile(lengths, 90)),
+                "max": max(lengths),
+            }
         summary["granularities"] = {}
         for method, options in GRANULARITY_OPTIONS.items():
             segments = []
@@ -301,13 +373,23 @@ class Run:
         drawn = {}
         for index, (method, group) in enumerate(by_method.items()):
             steps = sorted({e["step"] for c in group for e in c["log"]})
-            means = {key: [statistics.mean(e[key] for c in group for e in c["log"] if e["step"] == step and key in e)
-                           for step in steps] for key in ("logps/chosen", "logps/rejected")}
+            means = {
+                key: [
+                    statistics.mean(e[key] for c in group for e in c["log"] if e["step"] == step and key in e)
+                    for step in steps
+                ]
+                for key in ("logps/chosen", "logps/rejected")
+            }
             color = f"C{index % 10}"
             left.plot(steps, means["logps/chosen"], "-", color=color, label=method)
             left.plot(steps, means["logps/rejected"], "--", color=color)
-            right.plot(steps, [c - r for c, r in zip(means["logps/chosen"], means["logps/rejected"])], "-",
-                       color=color, label=method)
+            right.plot(
+                steps,
+                [c - r for c, r in zip(means["logps/chosen"], means["logps/rejected"])],
+                "-",
+                color=color,
+                label=method,
+            )
             drawn[method] = len(steps)
         left.set_title("log-prob of chosen (solid) and rejected (dashed) completions")
         right.set_title("chosen minus rejected log-prob")
@@ -334,7 +416,11 @@ def cut_share(problems: list[dict], max_new_tokens: int, tokenizer) -> float:
 def paired(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> dict:
     """`paired_difference` of two (seeds, problems) verdict arrays, and the cells that flip each way."""
     difference = a.astype(int) - b.astype(int)
-    return {**paired_difference(a, b, 4000, rng), "gained": int((difference > 0).sum()), "lost": int((difference < 0).sum())}
+    return {
+        **paired_difference(a, b, 4000, rng),
+        "gained": int((difference > 0).sum()),
+        "lost": int((difference < 0).sum()),
+    }
 
 
 def points(d: dict) -> str:
@@ -355,7 +441,11 @@ def verdict(d: dict | None) -> str:
 def render(raw: dict, cells: dict, by_method: dict) -> str:
     s, methods = raw, raw["methods"]
     lengths = s["completion_lengths"]
-    status = "complete" if s["complete"] else f"PARTIAL: {len(s['cells_missing'])} cells to run ({', '.join(s['cells_missing'])})"
+    status = (
+        "complete"
+        if s["complete"]
+        else f"PARTIAL: {len(s['cells_missing'])} cells to run ({', '.join(s['cells_missing'])})"
+    )
     lines = [
         f"# SmolLM2-135M-Instruct, every granularity, cDPO and cADPO: setting `{s['setting']}`",
         "",
@@ -363,41 +453,63 @@ def render(raw: dict, cells: dict, by_method: dict) -> str:
         f"**{status}.**",
         "",
         f"Problems: word problems of {', '.join(map(str, sorted(set(s['operations']))))} operations (drawn from "
-        f"{list(s['operations'])}), asked through the chat template; {s['train_problems']} training problems x {s['n']} "
-        f"samples at temperature {s['temperature']}, {lengths['pairs']} pairs (up to {s['pairs_per_problem']} a problem); "
+        f"{list(s['operations'])}), asked through the chat template; {s['train_problems']} training problems x "
+        f"{s['n']} "
+        f"samples at temperature {s['temperature']}, {lengths['pairs']} pairs (up to {s['pairs_per_problem']} a "
+        "problem); "
         f"{s['heldout_problems']} held-out problems, greedy, max_new_tokens {s['max_new_tokens']} (the base model's "
         f"completions cut there: {100 * s['base_cut']:.1f}%). Every method: LoRA r = 16 on all linear layers, "
         f"{s['epochs']} epochs, lr {s['learning_rate']:g} (cDPO and cADPO {2 * s['learning_rate']:g}), beta 0.1, the "
         "chosen completions' NLL beside the preference loss (weight 1), the same pairs and options otherwise.",
         "",
-        f"Completion lengths in the pairs (tokens): chosen median {lengths['chosen']['median']:g} (10th-90th percentile "
+        f"Completion lengths in the pairs (tokens): chosen median {lengths['chosen']['median']:g} (10th-90th "
+        "percentile "
         f"{lengths['chosen']['p10']:g}-{lengths['chosen']['p90']:g}, longest {lengths['chosen']['max']}), rejected "
         f"median {lengths['rejected']['median']:g} ({lengths['rejected']['p10']:g}-{lengths['rejected']['p90']:g}, "
         f"longest {lengths['rejected']['max']}).",
         "",
         "| granularity | segments per pair (median) | tokens per segment (median) |",
         "|---|---|---|",
-        *[f"| {m} | {g['segments_per_pair']:g} | {g['tokens_per_segment']:.1f} |" for m, g in lengths["granularities"].items()],
+        *[
+            f"| {m} | {g['segments_per_pair']:g} | {g['tokens_per_segment']:.1f} |"
+            for m, g in lengths["granularities"].items()
+        ],
         "",
-        "| method | greedy accuracy, mean | per seed | 95% Wilson interval (all seeds) | minus DPO (points) | minus base (points) |",
+        "| method | greedy accuracy, mean | per seed | 95% Wilson interval (all seeds) | minus DPO (points) | minus "
+        "base (points) |",
         "|---|---|---|---|---|---|",
         f"| SmolLM2-135M-Instruct (base) | {100 * s['base_accuracy']:.1f}% | | | | |",
     ]
     for method, m in methods.items():
         per_seed = ", ".join(f"{100 * a:.1f}%" for a in m["accuracy"])
         versus = points(m["versus_dpo"]) if "versus_dpo" in m else ""
-        lines.append(f"| {method} | {100 * m['mean']:.1f}% | {per_seed} | {100 * m['wilson'][0]:.1f}% - "
-                     f"{100 * m['wilson'][1]:.1f}% | {versus} | {points(m['versus_base'])} |")
-    lines += ["", "Intervals: 95% paired bootstrap over problems and seeds (4,000 draws). Cells (seed, problem) that flip, "
-              "against DPO:", ""]
-    lines += [f"- {method}: {m['versus_dpo']['gained']} solved only by it, {m['versus_dpo']['lost']} only by DPO"
-              for method, m in methods.items() if "versus_dpo" in m]
+        lines.append(
+            f"| {method} | {100 * m['mean']:.1f}% | {per_seed} | {100 * m['wilson'][0]:.1f}% - "
+            f"{100 * m['wilson'][1]:.1f}% | {versus} | {points(m['versus_base'])} |"
+        )
+    lines += [
+        "",
+        "Intervals: 95% paired bootstrap over problems and seeds (4,000 draws). Cells (seed, problem) that flip, "
+        "against DPO:",
+        "",
+    ]
+    lines += [
+        f"- {method}: {m['versus_dpo']['gained']} solved only by it, {m['versus_dpo']['lost']} only by DPO"
+        for method, m in methods.items()
+        if "versus_dpo" in m
+    ]
     if "cadpo_minus_cdpo" in s:
-        lines += ["", f"cADPO minus cDPO: {points(s['cadpo_minus_cdpo'])} points "
-                      f"({s['cadpo_minus_cdpo']['gained']} cells gained, {s['cadpo_minus_cdpo']['lost']} lost)."]
+        lines += [
+            "",
+            f"cADPO minus cDPO: {points(s['cadpo_minus_cdpo'])} points "
+            f"({s['cadpo_minus_cdpo']['gained']} cells gained, {s['cadpo_minus_cdpo']['lost']} lost).",
+        ]
     if "k1_equals_m256" in s:
-        lines += ["", f"Static k = 1 against adaptive m = 256, seed 0: verdicts "
-                      f"{'identical on every problem' if s['k1_equals_m256'] else 'differ'}."]
+        lines += [
+            "",
+            f"Static k = 1 against adaptive m = 256, seed 0: verdicts "
+            f"{'identical on every problem' if s['k1_equals_m256'] else 'differ'}.",
+        ]
     halves = [(m["versus_dpo"]["high"] - m["versus_dpo"]["low"]) / 2 for m in methods.values() if "versus_dpo" in m]
     finest = [methods.get(name, {}).get("versus_dpo") for name in ("ADPO m=256", "ADPO k=2")]
     coarse = [methods.get(name, {}).get("versus_dpo") for name in ("ADPO m=2", "ADPO k=8")]
@@ -407,20 +519,27 @@ def render(raw: dict, cells: dict, by_method: dict) -> str:
         "",
         f"- ADPO (m = 256) above DPO: {verdict(methods.get('ADPO m=256', {}).get('versus_dpo'))}.",
         "- Finer granularity tends to help (Table 3): m = 256 and k = 2 against DPO "
-        + "; ".join(points(d) if d else "not run" for d in finest) + " points; the coarse m = 2 and k = 8 "
-        + "; ".join(points(d) if d else "not run" for d in coarse) + " points.",
+        + "; ".join(points(d) if d else "not run" for d in finest)
+        + " points; the coarse m = 2 and k = 8 "
+        + "; ".join(points(d) if d else "not run" for d in coarse)
+        + " points.",
         f"- cADPO above cDPO: {verdict(s.get('cadpo_minus_cdpo'))}.",
         "",
         f"The smallest difference to DPO this run resolves: about {100 * statistics.median(halves):.1f} points (the "
-        "median half-width of the intervals)." if halves else "",
+        "median half-width of the intervals)."
+        if halves
+        else "",
         "",
         "![training dynamics](training_dynamics.png)",
         "",
         "| step | command | wall time |",
         "|---|---|---|",
         *[f"| {stage} | `{r['command']}` | {r['wall_s']:.0f} s |" for stage, r in s["stages"].items()],
-        *[f"| {c['method']} seed {c['seed']}: {step['step']} | `{step['command']}` | {step['wall_s']:.0f} s |"
-          for c in sorted(cells.values(), key=lambda c: (c["seed"], c["method"])) for step in c["commands"]],
+        *[
+            f"| {c['method']} seed {c['seed']}: {step['step']} | `{step['command']}` | {step['wall_s']:.0f} s |"
+            for c in sorted(cells.values(), key=lambda c: (c["seed"], c["method"]))
+            for step in c["commands"]
+        ],
         "",
     ]
     return "\n".join(lines)

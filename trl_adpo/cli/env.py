@@ -26,11 +26,22 @@ def report() -> dict[str, str]:
     rows = {"python": sys.version.split()[0], "platform": platform.platform()}
     rows.update({package: version(package) for package in PACKAGES})
     rows["TRL glue"] = ADPOTrainer.__module__
-    rows["CUDA"] = (
-        f"{torch.version.cuda}, {torch.cuda.device_count()} GPU(s): {torch.cuda.get_device_name(0)}"
-        if torch.cuda.is_available() else f"not available (torch built with CUDA {torch.version.cuda})"
-    )
+    rows["CUDA"] = cuda_line(torch.version.cuda, torch.cuda.is_available() and torch.cuda.device_count())
+    if torch.cuda.is_available():
+        rows["CUDA"] += f": {torch.cuda.get_device_name(0)}"
     return rows
+
+
+def cuda_line(built_with: str | None, gpus: int) -> str:
+    """What torch's build and the machine's GPUs make of CUDA; for a CUDA build on a machine without a GPU, the fix."""
+    if gpus:
+        return f"{built_with}, {gpus} GPU(s)"
+    if built_with is None:
+        return "not available (the CPU build of torch)"
+    return (
+        f"not available: torch is a CUDA {built_with} build (several GB) on a machine without a GPU. The CPU build "
+        "does the same here: pip uninstall -y torch && pip install torch --index-url https://download.pytorch.org/whl/cpu"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

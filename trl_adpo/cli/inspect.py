@@ -50,7 +50,8 @@ class InspectArguments:
         metadata={"help": "Truncate the pair as a run with this max_length does (default: no truncation)."},
     )
     truncation_mode: str = field(
-        default="keep_start", metadata={"help": "keep_start or keep_end, as the run's.", "choices": ["keep_start", "keep_end"]}
+        default="keep_start",
+        metadata={"help": "keep_start or keep_end, as the run's.", "choices": ["keep_start", "keep_end"]},
     )
     positive_model: str | None = field(default=None, metadata={"help": "cDPO's positive model, for token weights."})
     negative_model: str | None = field(default=None, metadata={"help": "cDPO's negative model."})
@@ -64,7 +65,9 @@ def load_pair(args: InspectArguments) -> tuple:
     if args.dataset_name is None:
         missing = [name for name in ("prompt", "chosen", "rejected") if getattr(args, name) is None]
         if missing:
-            raise ValueError(f"give --{missing[0]} (with --prompt, --chosen and --rejected), or --dataset_name and --row.")
+            raise ValueError(
+                f"give --{missing[0]} (with --prompt, --chosen and --rejected), or --dataset_name and --row."
+            )
         return args.prompt, args.chosen, args.rejected
     from trl_adpo.pipeline.io import load_data
 
@@ -83,7 +86,8 @@ def check_tokenizer_fits(tokenizer, tokenizer_name: str, policy, policy_name: st
     rows = policy.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > rows:
         raise ValueError(
-            f"--tokenizer {tokenizer_name!r} has {len(tokenizer)} tokens but the policy {policy_name!r} embeds {rows}: "
+            f"--tokenizer {tokenizer_name!r} has {len(tokenizer)} tokens but the policy {policy_name!r} embeds "
+            f"{rows}: "
             "it is not the policy's tokenizer. Leave --tokenizer out to use the policy's own."
         )
 
@@ -92,6 +96,7 @@ def run(args: InspectArguments, granularity: Granularity) -> PairReport:
     from transformers import AutoTokenizer
 
     from trl_adpo.critical_models import CriticalTokenModels, adapter_base
+    from trl_adpo.trainer import ADPOTrainer
 
     for option in ("tokenizer", "policy", "reference", "positive_model", "negative_model"):
         check_model_source(getattr(args, option), option)
@@ -112,12 +117,24 @@ def run(args: InspectArguments, granularity: Granularity) -> PairReport:
         raise ValueError("give both --positive_model and --negative_model, or neither.")
     if args.positive_model:
         critical = CriticalTokenModels.load(args.positive_model, args.negative_model, gamma=args.critical_token_gamma)
-    tokenizer = AutoTokenizer.from_pretrained(name if args.tokenizer or adapter_base(name) is None else adapter_base(name))
+    tokenizer = AutoTokenizer.from_pretrained(
+        name if args.tokenizer or adapter_base(name) is None else adapter_base(name)
+    )
     if policy is not None:
         check_tokenizer_fits(tokenizer, args.tokenizer or name, policy, args.policy)
     report = inspect_pair(
-        tokenizer, prompt, chosen, rejected, granularity, beta=args.beta, max_length=args.max_length,
-        truncation_mode=args.truncation_mode, policy=policy, reference=reference, critical_models=critical,
+        tokenizer,
+        prompt,
+        chosen,
+        rejected,
+        granularity,
+        tokenize_dataset=ADPOTrainer.tokenize_dataset,
+        beta=args.beta,
+        max_length=args.max_length,
+        truncation_mode=args.truncation_mode,
+        policy=policy,
+        reference=reference,
+        critical_models=critical,
         weight_chosen_tokens=args.weight_chosen_tokens,
     )
     print(to_text(report))

@@ -40,6 +40,7 @@ import yaml
 
 from trl_adpo.cli.parsing import load_yaml, plain_help
 from trl_adpo.critical_models import adapter_base
+from trl_adpo.files import SECRET_OPTIONS, OutputLock, write_atomically
 from trl_adpo.pipeline.rounds import (
     PLOT_FILE,
     Progress,
@@ -49,7 +50,6 @@ from trl_adpo.pipeline.rounds import (
     round_rows,
     round_table,
 )
-from trl_adpo.files import SECRET_OPTIONS, OutputLock, write_atomically
 
 STAGES = ("sample", "pairs", "train", "evaluate")
 SET_BY_ITERATE = {
@@ -75,7 +75,9 @@ def load_config(path: Path, rounds: int | None) -> dict:
         raise FileNotFoundError(f"--config: the file {str(path)!r} does not exist.")
     config = load_yaml(path) or {}
     if not isinstance(config, dict):
-        raise ValueError(f"{path}: an iterate config holds `key: value` lines and sections, not a {type(config).__name__}.")
+        raise ValueError(
+            f"{path}: an iterate config holds `key: value` lines and sections, not a {type(config).__name__}."
+        )
     if rounds is not None:
         config["rounds"] = rounds
     return check_config(config, str(path))
@@ -89,7 +91,9 @@ def check_config(config: dict, path: str) -> dict:
         raise ValueError(f"{path}: unknown key {unknown[0]!r}; an iterate config has the keys {list(TOP_LEVEL)}.")
     for key in ("model_name_or_path", "output_dir", "rounds", "train", "sample", "evaluate"):
         if config.get(key) is None:
-            raise ValueError(f"{path}: `{key}` is not set; an iterate config needs {key} (see `trl-adpo iterate --help`).")
+            raise ValueError(
+                f"{path}: `{key}` is not set; an iterate config needs {key} (see `trl-adpo iterate --help`)."
+            )
     if not isinstance(config["rounds"], int) or config["rounds"] < 1:
         raise ValueError(f"{path}: rounds must be an integer >= 1, got {config['rounds']!r}.")
     config.setdefault("evaluate_start", True)
@@ -114,8 +118,14 @@ def without_secrets(section: dict) -> dict:
 
 def masked(config: dict) -> dict:
     """`config` with each stage's credentials replaced by a placeholder, as progress.json records it."""
-    return {key: ({k: f"<{k.upper()}>" if k in SECRET_OPTIONS and v else v for k, v in value.items()}
-                  if key in STAGES else value) for key, value in config.items()}
+    return {
+        key: (
+            {k: f"<{k.upper()}>" if k in SECRET_OPTIONS and v else v for k, v in value.items()}
+            if key in STAGES
+            else value
+        )
+        for key, value in config.items()
+    }
 
 
 class Run:
@@ -164,8 +174,14 @@ class Run:
         return {
             "sample": ["--model_name_or_path", model, "--output", str(directory / "samples.jsonl")],
             "pairs": ["--samples", str(directory / "samples.jsonl"), "--output", str(directory / "pairs.jsonl")],
-            "train": ["--model_name_or_path", model, "--dataset_name", str(directory / "pairs.jsonl"),
-                      "--output_dir", str(directory / "train")],
+            "train": [
+                "--model_name_or_path",
+                model,
+                "--dataset_name",
+                str(directory / "pairs.jsonl"),
+                "--output_dir",
+                str(directory / "train"),
+            ],
             "evaluate": ["--model_name_or_path", model, "--output", str(directory / "evaluation.json")],
         }[stage]
 
@@ -180,7 +196,9 @@ class Run:
         """Merge round r's LoRA adapter into its base: the next round's start and reference."""
         if self._todo(f"round-{r}/merge"):
             self._round_dir(r).mkdir(parents=True, exist_ok=True)
-            self.progress.finish(f"round-{r}/merge", {"policy": str(merge_adapter(adapter, self._round_dir(r) / "model"))})
+            self.progress.finish(
+                f"round-{r}/merge", {"policy": str(merge_adapter(adapter, self._round_dir(r) / "model"))}
+            )
 
     def _todo(self, name: str) -> bool:
         """Whether stage `name` is still to do; prints its heading if so."""
@@ -192,7 +210,9 @@ class Run:
     def evaluate(self, r: int) -> None:
         if self._todo(f"round-{r}/evaluate"):
             self._round_dir(r).mkdir(parents=True, exist_ok=True)
-            evaluation = stage_command("evaluate").run(*self._parse("evaluate", self._paths("evaluate", r, self.policy(r))))
+            evaluation = stage_command("evaluate").run(
+                *self._parse("evaluate", self._paths("evaluate", r, self.policy(r)))
+            )
             self.progress.finish(f"round-{r}/evaluate", evaluation_result(evaluation.summary))
 
     def round(self, r: int) -> None:
@@ -214,7 +234,9 @@ class Run:
             logged = [entry for entry in trainer.state.log_history if "rewards/accuracies" in entry]
             del trainer
             gc.collect()
-            self.progress.finish(f"round-{r}/train", {"reward_accuracy": logged[-1]["rewards/accuracies"] if logged else None})
+            self.progress.finish(
+                f"round-{r}/train", {"reward_accuracy": logged[-1]["rewards/accuracies"] if logged else None}
+            )
         if (directory / "train" / "adapter_config.json").is_file():
             self.merge(r, directory / "train")
         self.evaluate(r)
@@ -259,8 +281,10 @@ def run(config: dict, config_name: str = "the iterate config") -> list[dict]:
             if len(iteration.progress.done) > done:
                 print(f"\nAfter round {r} of {config['rounds']}:\n{iteration.report()}", flush=True)
         if len(iteration.progress.done) == finished_before:
-            print(f"The run in {iteration.output_dir.resolve()} is complete: its {config['rounds']} round(s) were done "
-                  f"before (--rounds N with a larger N adds rounds).\n{iteration.report()}")
+            print(
+                f"The run in {iteration.output_dir.resolve()} is complete: its {config['rounds']} round(s) were done "
+                f"before (--rounds N with a larger N adds rounds).\n{iteration.report()}"
+            )
         print(f"\nAccuracy per round: {(iteration.output_dir / PLOT_FILE).resolve()}")
         return round_rows(iteration.progress, config["rounds"])
     finally:
@@ -270,13 +294,17 @@ def run(config: dict, config_name: str = "the iterate config") -> list[dict]:
 def interrupted(argv: list[str]) -> str:
     """What an interrupted `trl-adpo iterate` leaves, and how to go on (`trl_adpo.cli.main` prints it)."""
     output_dir = load_config(make_parser().parse_args(argv).config, None)["output_dir"]
-    return (f"Its finished stages are recorded in {Path(output_dir) / 'progress.json'}, the stage it was in is not: the "
-            "same command goes on from that stage.")
+    return (
+        f"Its finished stages are recorded in {Path(output_dir) / 'progress.json'}, the stage it was in is not: the "
+        "same command goes on from that stage."
+    )
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="trl-adpo iterate", description=plain_help(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="trl-adpo iterate",
+        description=plain_help(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", required=True, type=Path, help="the iterate YAML file")
     parser.add_argument("--rounds", type=int, help="the number of rounds (overrides the file's; more continue a run)")

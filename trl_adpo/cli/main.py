@@ -15,50 +15,51 @@ from __future__ import annotations
 import difflib
 import errno
 import importlib
-import logging
 import os
 import sys
-import warnings
+
+from trl_adpo.noise import quiet_third_party_noise
 
 SUBCOMMANDS = {
     "train": ("trl_adpo.cli.train", "Train a model with ADPO from a YAML config and command-line options."),
-    "sample": ("trl_adpo.cli.sample", "Sample and verify n completions per problem (resumable), for preference pairs."),
-    "pairs": ("trl_adpo.cli.pairs", "Build preference pairs (and critical-token training sets) from verified samples."),
+    "sample": (
+        "trl_adpo.cli.sample",
+        "Sample and verify n completions per problem (resumable), for preference pairs.",
+    ),
+    "pairs": (
+        "trl_adpo.cli.pairs",
+        "Build preference pairs (and critical-token training sets) from verified samples.",
+    ),
     "train-critical": (
         "trl_adpo.cli.train_critical",
         "Train the positive and negative critical-token models of cDPO/cADPO on verified samples.",
     ),
     "evaluate": ("trl_adpo.cli.evaluate", "Few-shot accuracy of a model on verified problems, with its 95% interval."),
     "iterate": (
-        "trl_adpo.cli.iterate", "Iterative on-policy rounds: sample, pair, train (ADPO + NLL), evaluate; resumable."
+        "trl_adpo.cli.iterate",
+        "Iterative on-policy rounds: sample, pair, train (ADPO + NLL), evaluate; resumable.",
     ),
-    "plot": ("trl_adpo.cli.plot", "Plot a run's training dynamics (chosen/rejected log-probs...), or two runs overlaid."),
-    "inspect": ("trl_adpo.cli.inspect", "Show how a granularity cuts a pair into segments and, with models, the rewards."),
+    "plot": (
+        "trl_adpo.cli.plot",
+        "Plot a run's training dynamics (chosen/rejected log-probs...), or two runs overlaid.",
+    ),
+    "inspect": (
+        "trl_adpo.cli.inspect",
+        "Show how a granularity cuts a pair into segments and, with models, the rewards.",
+    ),
     "env": ("trl_adpo.cli.env", "Print the versions that matter for a bug report (torch, TRL and its glue, CUDA...)."),
 }
-THIRD_PARTY = r"(trl|transformers|accelerate|peft|datasets|torch|bitsandbytes|deepspeed|huggingface_hub)(\.|$)"
-
-
-def quiet_third_party_noise() -> None:
-    """Hide what a user of the command cannot act on; never the project's own warnings."""
-    for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
-        warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY)
-    # torch, on a machine without an accelerator, about Trainer's default `dataloader_pin_memory=True`
-    warnings.filterwarnings("ignore", message=".*'pin_memory' argument is set as true but no accelerator is found")
-    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
-        lambda record: "kernels" not in record.getMessage()
-    )
-    # DeepSpeed, once installed, says on every import that it found no GPU
-    logging.getLogger("DeepSpeed").addFilter(lambda record: "Setting accelerator to CPU" not in record.getMessage())
-    # bars of steps that take a moment (tokenizing a small dataset, loading weights): Trainer's own bar stays
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 def usage() -> str:
     width = max(map(len, SUBCOMMANDS))
-    lines = ["usage: trl-adpo SUBCOMMAND [options]", "", "Autoregressive DPO (arXiv 2602.09533) for TRL.", "", "subcommands:"]
+    lines = [
+        "usage: trl-adpo SUBCOMMAND [options]",
+        "",
+        "Autoregressive DPO (arXiv 2602.09533) for TRL.",
+        "",
+        "subcommands:",
+    ]
     lines += [f"  {name:<{width}}  {description}" for name, (_, description) in SUBCOMMANDS.items()]
     lines += ["", "`trl-adpo SUBCOMMAND --help` lists a subcommand's options."]
     return "\n".join(lines)
@@ -98,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if disk_full(error):
-            first_line = (f"the disk is full: a file could not be written ({first_line[:200]}). Free some space and run "
-                          "the command again; files written whole before are kept (a run resumes from its last "
-                          "complete checkpoint with --resume_from_checkpoint true).")
+            first_line = (
+                f"the disk is full: a file could not be written ({first_line[:200]}). Free some space and run "
+                "the command again; files written whole before are kept (a run resumes from its last "
+                "complete checkpoint with --resume_from_checkpoint true)."
+            )
         print(f"trl-adpo {name}: error: {first_line}\n(TRL_ADPO_TRACEBACK=1 shows the traceback)", file=sys.stderr)
         return 1
 
@@ -111,8 +114,10 @@ def disk_full(error: BaseException) -> bool:
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         return True
     text = str(error)
-    return any(sign in text for sign in ("No space left on device", "StorageFull", "os error 28",
-                                         "PytorchStreamWriter failed writing"))
+    return any(
+        sign in text
+        for sign in ("No space left on device", "StorageFull", "os error 28", "PytorchStreamWriter failed writing")
+    )
 
 
 if __name__ == "__main__":

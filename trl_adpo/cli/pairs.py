@@ -32,8 +32,10 @@ class PairArguments:
     seed: int = field(default=0, metadata={"help": "Seed that breaks ties between answers and picks the samples."})
     pairs_per_problem: int = field(
         default=1,
-        metadata={"help": "Pairs per problem: 1 is cDPO's selection; more add the problem's other distinct wrong "
-                          "completions, each once, against its correct ones in turn."},
+        metadata={
+            "help": "Pairs per problem: 1 is cDPO's selection; more add the problem's other distinct wrong "
+            "completions, each once, against its correct ones in turn."
+        },
     )
 
 
@@ -43,14 +45,16 @@ def run(args: PairArguments) -> PairSummary:
     path = Path(args.samples)
     if not path.is_file():
         raise FileNotFoundError(f"samples: the file {args.samples!r} does not exist.")
-    refuse_output_among_inputs({"output": args.output, "critical_samples": args.critical_samples},
-                               {"samples": args.samples})
+    refuse_output_among_inputs(
+        {"output": args.output, "critical_samples": args.critical_samples}, {"samples": args.samples}
+    )
     samples = read_jsonl(path)
     for row_number, row in enumerate(samples):
         missing = [column for column in ("problem_id", *SAMPLE_COLUMNS, "answer") if column not in row]
         if missing:
             raise ValueError(
-                f"{row_location(str(path), row_number)}: no {missing} column(s); expected what `trl-adpo sample` writes."
+                f"{row_location(str(path), row_number)}: no {missing} column(s); expected what `trl-adpo sample` "
+                "writes."
             )
         if not isinstance(row["correct"], bool):
             raise ValueError(
@@ -69,7 +73,10 @@ def run(args: PairArguments) -> PairSummary:
         rows = critical_training_samples(samples, args.seed)
         write_jsonl(rows, Path(args.critical_samples))
         positive = sum(row["correct"] for row in rows)
-        print(f"Wrote {Path(args.critical_samples).resolve()}: {positive} positive and {len(rows) - positive} negative rows")
+        print(
+            f"Wrote {Path(args.critical_samples).resolve()}: {positive} positive and {len(rows) - positive} negative "
+            "rows"
+        )
     return summary
 
 

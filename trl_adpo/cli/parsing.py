@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import re
 from dataclasses import fields
@@ -25,8 +26,11 @@ class UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {key!r} is given twice, on line {seen[key] + 1} and on line "
-                    f"{key_node.start_mark.line + 1}: keep one", key_node.start_mark,
+                    None,
+                    None,
+                    f"the key {key!r} is given twice, on line {seen[key] + 1} and on line "
+                    f"{key_node.start_mark.line + 1}: keep one",
+                    key_node.start_mark,
                 )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep)
@@ -62,16 +66,27 @@ class ConfigParser(TrlParser):
         for action in self._actions:  # some TRL help texts hold a bare '%', which breaks argparse's --help
             if action.help:
                 action.help = re.sub(r"%(?![%(])", "%%", action.help)
+                if isinstance(action.default, str) and action.default and not action.default.isprintable():
+                    action.help += " (default: %(default)r)"  # a newline shows as '\n', not as a blank
 
-    def group_options(self, groups: list[tuple[str, list[str]]], rest: str) -> None:
+    def group_options(
+        self, groups: list[tuple[str, list[str]]], rest: str, shown: set[str] | None = None, full_help: str = ""
+    ) -> None:
         """Show the options in `--help` under headings, in this order: each group's named options, then every other
-        option under `rest` (argparse lists them in one block otherwise)."""
+        option under `rest` (argparse lists them in one block otherwise). With `shown`, `--help` lists the first group
+        whole and, of the others, only the options in `shown`, and ends with `full_help` (how to list them all)."""
         optionals = self._optionals._group_actions
-        for title, names in [*groups, (rest, None)]:
+        hidden = 0
+        for index, (title, names) in enumerate([*groups, (rest, None)]):
             group = self.add_argument_group(title)
             moved = [a for a in optionals if a.dest != "help" and (names is None or a.dest in names)]
             group._group_actions.extend(moved)
             optionals[:] = [a for a in optionals if a not in moved]
+            if shown is not None and index > 0:
+                for action in (a for a in moved if a.dest not in shown):
+                    action.help, hidden = argparse.SUPPRESS, hidden + 1
+        if shown is not None:
+            self.epilog = f"{hidden} more options, of TRL and transformers, are not listed here: {full_help}"
 
     def check_config_keys(self, path: Path) -> None:
         if not path.is_file():
@@ -91,8 +106,8 @@ class ConfigParser(TrlParser):
                 )
             if isinstance(value, bool) and key in options and "bool" not in str(options[key].type):
                 raise ValueError(
-                    f"{path}: {key} is read by YAML as the boolean {str(value).lower()} (an unquoted no, yes, off or on "
-                    f"is one), but {key} takes text: quote the value, e.g. {key}: \"no\"."
+                    f"{path}: {key} is read by YAML as the boolean {str(value).lower()} (an unquoted no, yes, off "
+                    f'or on is one), but {key} takes text: quote the value, e.g. {key}: "no".'
                 )
 
     def parse(self, argv: list[str]) -> tuple:

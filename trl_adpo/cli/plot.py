@@ -15,7 +15,8 @@ import argparse
 from pathlib import Path
 
 from trl_adpo.cli.parsing import plain_help
-from trl_adpo.report.plots import PLOT_FILE, plot_training_dynamics
+from trl_adpo.files import PLOT_FILE
+from trl_adpo.report.plots import plot_training_dynamics
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from trl_adpo.cli.parsing import ConfigParser
 from trl_adpo.files import OutputLock, refuse_output_among_inputs
-from trl_adpo.pipeline.io import check_model_source
 from trl_adpo.pipeline.generation import GenerationArguments, generate_batches, load_for_generation
 from trl_adpo.pipeline.grading import Grader
+from trl_adpo.pipeline.io import check_model_source
 from trl_adpo.pipeline.problems import Problem, ProblemSource, load_problems
 from trl_adpo.pipeline.sampling import SampleSummary, check_sampling, sample_solutions
 
@@ -40,19 +40,38 @@ def run(source: ProblemSource, generation: GenerationArguments, output: SampleOu
         check_model_source(generation.model_name_or_path, "model_name_or_path")
         model, tokenizer = load_for_generation(generation.model_name_or_path, generation.dtype)
         yield from generate_batches(
-            model, tokenizer, [p.prompt for p in todo], keys=[p.id for p in todo], skip=skip, n=generation.n,
-            temperature=generation.temperature, top_p=generation.top_p, max_new_tokens=generation.max_new_tokens,
-            stop=stop, seed=generation.seed, batch_size=generation.batch_size,
+            model,
+            tokenizer,
+            [p.prompt for p in todo],
+            keys=[p.id for p in todo],
+            skip=skip,
+            n=generation.n,
+            temperature=generation.temperature,
+            top_p=generation.top_p,
+            max_new_tokens=generation.max_new_tokens,
+            stop=stop,
+            seed=generation.seed,
+            batch_size=generation.batch_size,
         )
 
     record = {
-        "model_name_or_path": generation.model_name_or_path, "dataset_name": source.dataset_name,
-        "dataset_split": source.dataset_split, "temperature": generation.temperature, "top_p": generation.top_p,
-        "max_new_tokens": generation.max_new_tokens, "stop": list(stop), "template": task.template,
-        "num_shots": task.shots, "chat": source.chat, "dtype": generation.dtype, "verifier": task.verifier,
+        "model_name_or_path": generation.model_name_or_path,
+        "dataset_name": source.dataset_name,
+        "dataset_split": source.dataset_split,
+        "temperature": generation.temperature,
+        "top_p": generation.top_p,
+        "max_new_tokens": generation.max_new_tokens,
+        "stop": list(stop),
+        "template": task.template,
+        "num_shots": task.shots,
+        "chat": source.chat,
+        "dtype": generation.dtype,
+        "verifier": task.verifier,
     }
-    refuse_output_among_inputs({"output": output.output}, {"dataset_name": source.dataset_name,
-                                                           "model_name_or_path": generation.model_name_or_path})
+    refuse_output_among_inputs(
+        {"output": output.output},
+        {"dataset_name": source.dataset_name, "model_name_or_path": generation.model_name_or_path},
+    )
     with OutputLock(output.output, "output"), Grader(verifier) as grader:
         summary = sample_solutions(
             problems, batches, grader, Path(output.output), n=generation.n, seed=generation.seed, record=record
@@ -62,14 +81,18 @@ def run(source: ProblemSource, generation: GenerationArguments, output: SampleOu
 
 
 def make_parser() -> ConfigParser:
-    return ConfigParser((ProblemSource, GenerationArguments, SampleOutput), prog="trl-adpo sample", n=8, temperature=1.0)
+    return ConfigParser(
+        (ProblemSource, GenerationArguments, SampleOutput), prog="trl-adpo sample", n=8, temperature=1.0
+    )
 
 
 def interrupted(argv: list[str]) -> str:
     """What an interrupted `trl-adpo sample` leaves, and how to go on (`trl_adpo.cli.main` prints it)."""
     output = make_parser().parse(argv)[2].output
-    return (f"The samples written so far are in {output} (a problem with some of its samples is sampled again): "
-            "the same command resumes it.")
+    return (
+        f"The samples written so far are in {output} (a problem with some of its samples is sampled again): "
+        "the same command resumes it."
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

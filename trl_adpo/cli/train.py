@@ -18,9 +18,7 @@ Every option of `ADPOConfig` (TRL's `DPOConfig` plus the granularity), TRL's `Mo
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
 import warnings
 from collections.abc import Iterator
@@ -28,26 +26,26 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import torch
 import yaml
-from datasets import Dataset
 from accelerate import PartialState
+from datasets import Dataset
 from huggingface_hub import get_token
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import ModelConfig, get_peft_config, get_quantization_config
+from trl import ModelConfig, get_peft_config
 
+from trl_adpo.checkpoints import resolve_checkpoint
+from trl_adpo.cli.models import check_tokenizers_match, load_model, load_tokenizer, trust_remote_code
 from trl_adpo.cli.parsing import ConfigParser
+from trl_adpo.cli.run_dir import check_not_finished, check_output_dir, replacing
 from trl_adpo.config import ADPOConfig
-from trl_adpo.critical_models import adapter_base
 from trl_adpo.data import BadRowError, check_preference_dataset
 from trl_adpo.examples.arithmetic import save_quickstart
-from trl_adpo.files import SECRET_OPTIONS, OutputLock, refuse_output_among_inputs, write_atomically
-from trl_adpo.pipeline.io import check_model_source, is_data_file, load_data, readable_weights, row_location
-from trl_adpo.report.plots import PLOT_FILE, has_metrics, plot_training_dynamics
+from trl_adpo.files import PLOT_FILE, SECRET_OPTIONS, OutputLock, refuse_output_among_inputs, write_atomically
+from trl_adpo.pipeline.io import check_model_source, is_data_file, load_data, row_location
+from trl_adpo.report.plots import has_metrics, plot_training_dynamics
 from trl_adpo.report.progress import use_compact_progress
 from trl_adpo.report.summary import eval_summary
 from trl_adpo.trainer import ADPOTrainer
-from trl_adpo.trainer_common import resolve_checkpoint
+
 
 @dataclass
 class ScriptArguments:
@@ -96,7 +94,8 @@ class ScriptArguments:
         default=None,
         metadata={
             "help": "Build the offline quickstart here if it is missing: a tiny Llama in `model/` and arithmetic "
-            "preference pairs in `train.jsonl` and `eval.jsonl` (see configs/quickstart.yaml). An empty value builds nothing, "
+            "preference pairs in `train.jsonl` and `eval.jsonl` (see configs/quickstart.yaml). An empty value builds "
+            "nothing, "
             "for a run that starts from a quickstart config with its own model and data."
         },
     )
@@ -119,104 +118,19 @@ def load_splits(script_args: ScriptArguments) -> tuple[Dataset, Dataset | None]:
     return train, data.get(script_args.dataset_test_split)
 
 
-RUN_FILES = (
-    "trainer_state.json", "training_args.bin", "training_config.yaml", "README.md", PLOT_FILE, "config.json",
-    "generation_config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-    "adapter_model.safetensors", "adapter_model.bin", "adapter_config.json", "all_results.json", "train_results.json",
-    "eval_results.json",
-)
-"""What a `trl-adpo train` run writes into its output_dir, besides its checkpoints and tokenizer files."""
-
-
-def earlier_run(output_dir: Path) -> list[str]:
-    """The files and checkpoints of an earlier run in `output_dir` (empty when there is none)."""
-    if not output_dir.is_dir():
-        return []
-    found = [name for name in ("trainer_state.json", "model.safetensors", "adapter_model.safetensors",
-                               "model.safetensors.index.json", "pytorch_model.bin") if (output_dir / name).is_file()]
-    return found + sorted(c.name for c in output_dir.glob("checkpoint-*") if c.is_dir())
-
-
-def resuming(training_args: ADPOConfig) -> bool:
-    return training_args.resume_from_checkpoint not in (None, False, "", "false", "False")
-
-
-def check_output_dir(script_args: ScriptArguments, training_args: ADPOConfig) -> list[str]:
-    """Refuse to train over an earlier run in output_dir unless resuming it or asked to replace it; the earlier run's
-    files and checkpoints to replace (none when resuming or when there is no earlier run). Nothing is removed here:
-    `replacing` moves them aside only once training starts, and puts them back if it fails."""
-    output_dir = Path(training_args.output_dir)
-    found = earlier_run(output_dir)
-    if not found or resuming(training_args):
-        return []
-    if not script_args.overwrite_output_dir:
-        raise ValueError(
-            f"output_dir {str(output_dir)!r} already holds a run ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''}): "
-            "training into it would overwrite its model and leave its checkpoints beside the new run's state. Choose "
-            "another output_dir, resume that run with --resume_from_checkpoint true, or replace it with "
-            "--overwrite_output_dir true."
-        )
-    return [name for name in [*RUN_FILES, *(c.name for c in output_dir.glob("checkpoint-*"))] if (output_dir / name).exists()]
-
-
-def check_not_finished(training_args: ADPOConfig) -> None:
-    """Refuse to resume a run that has nothing left to train: its newest checkpoint is at its last step."""
-    if not resuming(training_args):
-        return
-    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
-    planned = training_args.max_steps if training_args.max_steps > 0 else state.get("max_steps", 0)
-    more_epochs = training_args.max_steps <= 0 and training_args.num_train_epochs > state.get("num_train_epochs", 0)
-    if state.get("global_step", 0) >= planned and not more_epochs:
-        raise ValueError(
-            f"resume_from_checkpoint: {checkpoint} is at step {state.get('global_step')} of {planned}: the run is "
-            "finished, there is nothing to resume, and it is left as it is. To train it longer, resume with a larger "
-            "max_steps (or num_train_epochs)."
-        )
-
-
-@contextmanager
-def replacing(output_dir: Path, earlier: list[str]) -> Iterator[None]:
-    """Keep output_dir from holding a run that looks finished but is not: an earlier run's files (`earlier`) are moved
-    aside while the new run trains and deleted once it has saved. If training or saving fails or is interrupted, the
-    new run's top-level files (a model cut short by the interruption) are removed and the earlier run is put back;
-    the new run's checkpoints stay when there was no earlier run, so that it can be resumed."""
-    state = PartialState()
-    aside = output_dir.with_name(f".{output_dir.name}.replaced")
-    if earlier and state.is_main_process:
-        shutil.rmtree(aside, ignore_errors=True)
-        aside.mkdir(parents=True)
-        for name in earlier:
-            os.replace(output_dir / name, aside / name)
-    state.wait_for_everyone()
-    try:
-        yield
-    except BaseException:
-        if state.is_main_process:
-            new = [*RUN_FILES, *((c.name for c in output_dir.glob("checkpoint-*")) if earlier else ())]
-            for path in (output_dir / name for name in new):
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-            for name in earlier:
-                os.replace(aside / name, output_dir / name)
-            if earlier:
-                aside.rmdir()
-                print(f"The earlier run in {output_dir.resolve()} was put back as it was.", file=sys.stderr)
-        raise
-    if earlier and state.is_main_process:
-        shutil.rmtree(aside)
-        print(f"Replaced the earlier run in {output_dir.resolve()}.")
-
-
 def interrupted(argv: list[str]) -> str:
     """What an interrupted `trl-adpo train` leaves, and how to go on (`trl_adpo.cli.main` prints it)."""
     try:
         output_dir = Path(parse_args(argv)[1].output_dir)
         checkpoint = resolve_checkpoint(True, str(output_dir))
     except (ValueError, FileNotFoundError, SystemExit):
-        return ("No checkpoint was saved, and nothing in output_dir looks finished: run the same command to start "
-                "again.")
-    return (f"Its last checkpoint is {checkpoint}; nothing in output_dir looks finished. Resume with the same command "
-            "and --resume_from_checkpoint true.")
+        return (
+            "No checkpoint was saved, and nothing in output_dir looks finished: run the same command to start again."
+        )
+    return (
+        f"Its last checkpoint is {checkpoint}; nothing in output_dir looks finished. Resume with the same command "
+        "and --resume_from_checkpoint true."
+    )
 
 
 REPORTERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",)}
@@ -235,20 +149,6 @@ def check_report_to(training_args: ADPOConfig) -> None:
             raise ValueError(
                 f"report_to: {tracker} is not installed: pip install {packages[0]}{extra}, or set report_to to none."
             )
-
-
-def check_tokenizers_match(policy: str, reference: str | None) -> None:
-    """Refuse a reference model whose tokenizer differs from the policy's (another vocabulary or other token ids)."""
-    if reference is None or not Path(reference).is_dir() or not any(Path(reference).glob("tokenizer*")):
-        return
-    ours, theirs = (AutoTokenizer.from_pretrained(name).get_vocab() for name in (policy, reference))
-    if ours != theirs:
-        differing = len(set(ours.items()) ^ set(theirs.items()))
-        raise ValueError(
-            f"ref_model_name_or_path: the tokenizer of {reference!r} differs from the policy's ({len(theirs)} against "
-            f"{len(ours)} tokens, {differing} (token, id) pairs not shared): a reference must score the policy's "
-            "token ids. Give a reference of the policy's family, or none (the policy's starting weights)."
-        )
 
 
 @contextmanager
@@ -275,30 +175,6 @@ def check_hub_login(training_args: ADPOConfig) -> None:
             "push_to_hub is set but no Hugging Face token was found: run `hf auth login` (or set the HF_TOKEN "
             "environment variable, or `hub_token`) before training."
         )
-
-
-def trust_remote_code(model_args: ModelConfig, training_args: ADPOConfig) -> bool:
-    """TRL 0.28 keeps `trust_remote_code` in ModelConfig, TRL 1.x in the trainer's config."""
-    return getattr(model_args, "trust_remote_code", None) or getattr(training_args, "trust_remote_code", False)
-
-
-def load_model(model_args: ModelConfig, trust_code: bool, name: str | None = None) -> torch.nn.Module:
-    """The policy (or the model `name`), quantized to 4 or 8 bits when `ModelConfig` asks for it."""
-    dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
-    kwargs = dict(
-        revision=model_args.model_revision,
-        attn_implementation=model_args.attn_implementation,
-        dtype=dtype,
-        trust_remote_code=trust_code,
-    )
-    quantization_config = get_quantization_config(model_args)
-    if quantization_config is not None:
-        # quantized weights go to this process's GPU; on a machine without one they stay on the CPU
-        device_map = {"": PartialState().local_process_index} if torch.cuda.is_available() else None
-        kwargs.update(quantization_config=quantization_config, device_map=device_map)
-    name = name or model_args.model_name_or_path
-    with readable_weights(name, "ref_model_name_or_path" if name != model_args.model_name_or_path else "model_name_or_path"):
-        return AutoModelForCausalLM.from_pretrained(name, **kwargs)
 
 
 FSDP_FALLBACK = (
@@ -369,7 +245,7 @@ def run(script_args: ScriptArguments, training_args: ADPOConfig, model_args: Mod
 
 def train(script_args: ScriptArguments, training_args: ADPOConfig, model_args: ModelConfig) -> ADPOTrainer:
     """`run`, once its arguments are checked and output_dir is locked."""
-    earlier = check_output_dir(script_args, training_args)
+    earlier = check_output_dir(training_args, script_args.overwrite_output_dir)
     check_not_finished(training_args)
     train_dataset, eval_dataset = load_splits(script_args)
     with rows_named_by_line(script_args):  # bad rows fail before the model loads
@@ -444,22 +320,6 @@ def save_run(trainer: ADPOTrainer, script_args: ScriptArguments, training_args: 
     return plot
 
 
-def load_tokenizer(model_args: ModelConfig, trust_code: bool):
-    """The policy's tokenizer (its pad token the EOS token if it has none); a local model directory without tokenizer
-    files is refused, naming it."""
-    name = model_args.model_name_or_path
-    directory = Path(name)
-    if directory.is_dir() and not any(directory.glob("tokenizer*")) and adapter_base(name) is None:
-        raise FileNotFoundError(
-            f"model_name_or_path: {name!r} holds a model but no tokenizer (no tokenizer.json or tokenizer_config.json): "
-            "save the tokenizer beside it (tokenizer.save_pretrained(directory)), or train from a directory that has both."
-        )
-    tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision, trust_remote_code=trust_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
 @contextmanager
 def hub_reachable(training_args: ADPOConfig) -> Iterator[None]:
     """With push_to_hub, Trainer creates the Hub repository when it is built: name the option when that fails."""
@@ -480,8 +340,20 @@ def hub_reachable(training_args: ADPOConfig) -> Iterator[None]:
 DATACLASSES = (ScriptArguments, ADPOConfig, ModelConfig)
 
 
-def make_parser() -> ConfigParser:
-    """The options of ScriptArguments, ADPOConfig and ModelConfig; `--help` shows ADPO's own first."""
+COMMON_OPTIONS = {
+    *("dataset_name", "eval_dataset_name", "dataset_train_split", "overwrite_output_dir", "quickstart_dir", "plot"),
+    *("model_name_or_path", "dtype", "use_peft", "lora_r", "lora_alpha", "lora_target_modules", "load_in_4bit"),
+    *("output_dir", "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps"),
+    *("learning_rate", "lr_scheduler_type", "warmup_ratio", "beta", "loss_type", "loss_weights", "max_length"),
+    *("precompute_ref_log_probs", "bf16", "gradient_checkpointing", "logging_steps", "eval_strategy", "save_strategy"),
+    *("save_steps", "resume_from_checkpoint", "report_to", "push_to_hub", "hub_model_id", "seed"),
+}
+"""The options besides ADPO's that `trl-adpo train --help` lists (`--help-all` lists every one)."""
+
+
+def make_parser(full_help: bool = True) -> ConfigParser:
+    """The options of ADPOConfig, ScriptArguments and ModelConfig; `--help` shows ADPO's own first, and without
+    `full_help` only the common ones of the others (`COMMON_OPTIONS`)."""
     from trl import DPOConfig
 
     parser = ConfigParser(DATACLASSES, prog="trl-adpo train")
@@ -493,13 +365,19 @@ def make_parser() -> ConfigParser:
             ("model options (TRL's ModelConfig: LoRA, 4-bit...)", [f.name for f in fields(ModelConfig)]),
         ],
         rest="DPO and Trainer options (TRL's DPOConfig, transformers' TrainingArguments)",
+        shown=None if full_help else COMMON_OPTIONS,
+        full_help="`trl-adpo train --help-all` lists them all.",
     )
     return parser
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, ADPOConfig, ModelConfig]:
-    """Parse `--config FILE` (YAML) and command-line flags, which override the file."""
-    return make_parser().parse(sys.argv[1:] if argv is None else argv)
+    """Parse `--config FILE` (YAML) and command-line flags, which override the file. `--help` lists ADPO's options and
+    the common ones, `--help-all` every option."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--help-all" in argv:
+        return make_parser().parse(["--help" if arg == "--help-all" else arg for arg in argv])
+    return make_parser(full_help=not ({"-h", "--help"} & set(argv))).parse(argv)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,8 +31,8 @@ from datasets import Dataset
 from transformers import AutoTokenizer
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
 
+from trl_adpo.cli.models import load_model, trust_remote_code
 from trl_adpo.cli.parsing import ConfigParser
-from trl_adpo.cli.train import load_model, trust_remote_code
 from trl_adpo.files import refuse_output_among_inputs
 from trl_adpo.pipeline.io import check_model_source, load_data
 from trl_adpo.pipeline.pairs import critical_training_samples
@@ -49,8 +49,8 @@ CRITICAL_MODEL_DEFAULTS = dict(
     save_strategy="no",
     report_to="none",
 )
-"""This project's defaults for the two models (LoRA r = 8 on the MLP projections, lr 3e-4, 1 epoch; not cDPO's published
-numbers); YAML and flags override."""
+"""This project's defaults for the two models (LoRA r = 8 on the MLP projections, lr 3e-4, 1 epoch; not cDPO's
+published numbers); YAML and flags override."""
 
 
 @dataclass
@@ -70,8 +70,10 @@ class CriticalTokenArguments:
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Replace the positive and negative models that output_dir already holds. Without it, training "
-                          "into the output_dir of earlier models is refused."},
+        metadata={
+            "help": "Replace the positive and negative models that output_dir already holds. Without it, training "
+            "into the output_dir of earlier models is refused."
+        },
     )
     cdpo_selection: bool = field(
         default=True,
@@ -105,14 +107,20 @@ def run(script_args: CriticalTokenArguments, sft_args: SFTConfig, model_args: Mo
     if model_args.model_name_or_path is None:
         raise ValueError("model_name_or_path is not set: give the policy's base model (Hub name or directory).")
     check_model_source(model_args.model_name_or_path, "model_name_or_path")
-    refuse_output_among_inputs({"output_dir": sft_args.output_dir}, {
-        "model_name_or_path": model_args.model_name_or_path, "dataset_name": script_args.dataset_name})
-    earlier = [side for side in ("positive", "negative")
-               if any((Path(sft_args.output_dir) / side / name).is_file() for name in ("adapter_config.json", "config.json"))]
+    refuse_output_among_inputs(
+        {"output_dir": sft_args.output_dir},
+        {"model_name_or_path": model_args.model_name_or_path, "dataset_name": script_args.dataset_name},
+    )
+    earlier = [
+        side
+        for side in ("positive", "negative")
+        if any((Path(sft_args.output_dir) / side / name).is_file() for name in ("adapter_config.json", "config.json"))
+    ]
     if earlier and not script_args.overwrite_output_dir:
         raise ValueError(
             f"output_dir {sft_args.output_dir!r} already holds critical-token models ({', '.join(earlier)}): training "
-            "into it would overwrite them. Choose another output_dir, or replace them with --overwrite_output_dir true."
+            "into it would overwrite them. Choose another output_dir, or replace them with --overwrite_output_dir "
+            "true."
         )
     data = load_data(script_args.dataset_name, script_args.dataset_config, "dataset_name")
     if script_args.dataset_train_split not in data:
@@ -134,7 +142,9 @@ def run(script_args: CriticalTokenArguments, sft_args: SFTConfig, model_args: Mo
     for side, rows in (("positive", correct), ("negative", incorrect)):
         args = copy.deepcopy(sft_args)
         args.output_dir = str(Path(sft_args.output_dir) / side)
-        print(f"Training the {side} model on {len(rows)} {'correct' if side == 'positive' else 'incorrect'} completions")
+        print(
+            f"Training the {side} model on {len(rows)} {'correct' if side == 'positive' else 'incorrect'} completions"
+        )
         trainer = SFTTrainer(
             model=load_model(model_args, trust_code),
             args=args,

@@ -37,7 +37,9 @@ class Problem:
     def prompt(self) -> str:
         parts = [f"{VARIABLES[i]} = {value}" for i, value in enumerate(self.initial)]
         first = len(self.initial)
-        parts += [f"{VARIABLES[first + n]} = {VARIABLES[i]} {op} {VARIABLES[j]}" for n, (op, i, j) in enumerate(self.steps)]
+        parts += [
+            f"{VARIABLES[first + n]} = {VARIABLES[i]} {op} {VARIABLES[j]}" for n, (op, i, j) in enumerate(self.steps)
+        ]
         return " ; ".join(parts) + f" ; {VARIABLES[first + len(self.steps) - 1]} = ?"
 
     def _values(self, wrong_step: int | None = None, wrong_value: int | None = None) -> list[int]:
@@ -111,10 +113,13 @@ def train_sft(
     learning_rate: float = 3e-3,
     seed: int = 0,
     log_every: int = 100,
+    progress: bool = False,
 ) -> list[dict]:
     """Supervised fine-tuning on the problems' correct worked solutions (loss on the solution and EOS only), a plain
-    torch loop of `steps` steps of `batch_size` problems drawn with `seed`; returns the logged losses."""
+    torch loop of `steps` steps of `batch_size` problems drawn with `seed`; returns the logged losses. With
+    `progress`, a progress bar of the steps shows the loss."""
     import torch
+    from tqdm.auto import tqdm
 
     def encode(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -123,7 +128,8 @@ def train_sft(
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
     rng, history = random.Random(seed), []
     model.train()
-    for step in range(1, steps + 1):
+    bar = tqdm(range(1, steps + 1), desc="SFT of the tiny model", unit="step", disable=not progress)
+    for step in bar:
         rows = rng.sample(examples, min(batch_size, len(examples)))
         width = max(len(prompt) + len(solution) for prompt, solution in rows)
         input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)
@@ -140,15 +146,17 @@ def train_sft(
         optimizer.zero_grad()
         if step % log_every == 0 or step == steps:
             history.append({"step": step, "loss": round(loss.item(), 4)})
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
     return history
 
 
-def save_walkthrough(directory: str | Path, sft_steps: int = 300) -> Path:
+def save_walkthrough(directory: str | Path, sft_steps: int = 300, progress: bool = False) -> Path:
     """Build the pipeline walk-through in `directory`, unless it is there already: `sft-model/`, a tiny Llama (2
     layers, 64 wide) SFT-trained for `sft_steps` steps on worked solutions of 3-step problems (about 40% greedy
     accuracy after 300 steps, some 10 seconds on 2 CPU cores: a model that is often right, often wrong, and always
-    ends its answer), `problems.jsonl` (256 problems to sample) and `heldout.jsonl` (200 to evaluate on)."""
+    ends its answer), `problems.jsonl` (256 problems to sample) and `heldout.jsonl` (200 to evaluate on). With
+    `progress`, a progress bar of the SFT steps and, at the end, a line saying what was built."""
     from .tiny import build_tiny_llama, build_word_tokenizer
 
     directory = Path(directory)
@@ -158,11 +166,18 @@ def save_walkthrough(directory: str | Path, sft_steps: int = 300) -> Path:
     rng = random.Random(7)
     tokenizer = build_word_tokenizer(WORDS)
     model = build_tiny_llama(len(tokenizer), hidden_size=64, num_layers=2, num_heads=4, max_positions=256)
-    train_sft(model, tokenizer, [sample_problem(rng, 3) for _ in range(4000)], sft_steps)
+    problems = [sample_problem(rng, 3) for _ in range(4000)]
+    history = train_sft(model, tokenizer, problems, sft_steps, progress=progress)
     model.save_pretrained(directory / "sft-model")
     tokenizer.save_pretrained(directory / "sft-model")
     write_jsonl(problem_rows(256, seed=2), directory / "problems.jsonl")
     write_jsonl(problem_rows(200, seed=3), directory / "heldout.jsonl")
+    if progress:
+        print(
+            f"Built {directory.resolve()}: sft-model/ (a tiny Llama, SFT-trained {sft_steps} steps on worked "
+            f"solutions of 3-step problems, final loss {history[-1]['loss']:.3f}), problems.jsonl (256 problems to "
+            "sample) and heldout.jsonl (200 to evaluate on)."
+        )
     return directory
 
 
@@ -188,8 +203,14 @@ def save_quickstart(directory: str | Path) -> Path:
 if __name__ == "__main__":  # python -m trl_adpo.examples.arithmetic DIRECTORY: the walk-through's model and problems
     import sys
 
-    from trl_adpo.cli.main import quiet_third_party_noise
+    from trl_adpo.noise import quiet_third_party_noise
 
     quiet_third_party_noise()
-    built = save_walkthrough(sys.argv[1] if len(sys.argv) > 1 else ".walkthrough")
-    print(f"The walk-through's SFT model and problems are in {built.resolve()}")
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else ".walkthrough")
+    if (target / "heldout.jsonl").exists():
+        print(f"The walk-through's SFT model and problems are in {target.resolve()} already.")
+    else:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()  # no bar for writing a 1 MB model
+        save_walkthrough(target, progress=True)

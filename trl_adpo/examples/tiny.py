@@ -84,7 +84,8 @@ def build_tiny_llama(
 def save_tiny_model(
     directory: str | Path, words: list[str], tokenizer: PreTrainedTokenizerFast | None = None, **model_kwargs
 ) -> Path:
-    """Save a tiny Llama and its tokenizer to `directory` in HF format: a word tokenizer over `words`, or `tokenizer`."""
+    """Save a tiny Llama and its tokenizer to `directory` in HF format: a word tokenizer over `words`, or
+    `tokenizer`."""
     tokenizer = tokenizer or build_word_tokenizer(words)
     model = build_tiny_llama(len(tokenizer), **model_kwargs)
     model.save_pretrained(directory)

@@ -76,7 +76,13 @@ if __name__ == "__main__":
     parser.add_argument("directory")
     parser.add_argument("--train", type=int, default=256, help="problems to sample pairs from")
     parser.add_argument("--heldout", type=int, default=500, help="other problems, to evaluate on")
-    parser.add_argument("--operations", type=int, nargs="+", default=[1], choices=[1, 2, 3],
-                        help="operations per problem, drawn from these (repeat one to weigh it)")
+    parser.add_argument(
+        "--operations",
+        type=int,
+        nargs="+",
+        default=[1],
+        choices=[1, 2, 3],
+        help="operations per problem, drawn from these (repeat one to weigh it)",
+    )
     args = parser.parse_args()
     print(save_word_problems(args.directory, args.train, args.heldout, tuple(args.operations)))

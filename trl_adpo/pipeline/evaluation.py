@@ -1,9 +1,9 @@
 """Accuracy on verified problems: greedy (one completion) or, with `n` samples, pass@k and majority vote.
 
 The accuracy's 95% interval is over problems: Wilson's score interval with one sample per problem, and with several
-the normal interval of the mean of the problems' shares of correct samples (their samples are not independent). pass@k is the unbiased estimator of Chen
-et al. 2021 from `n` samples, ``1 - C(n - c, k) / C(n, k)`` with `c` correct; majority vote takes the most frequent
-final answer among the samples (ties: the first reached) and checks it.
+the normal interval of the mean of the problems' shares of correct samples (their samples are not independent).
+pass@k is the unbiased estimator of Chen et al. 2021 from `n` samples, ``1 - C(n - c, k) / C(n, k)`` with `c`
+correct; majority vote takes the most frequent final answer among the samples (ties: the first reached) and checks it.
 """
 
 from __future__ import annotations
@@ -80,9 +80,10 @@ class Evaluation:
             f"{s['problems']} problems, {s['samples_per_problem']} sample(s) each"
         ]
         if s["samples_per_problem"] > 1:
-            lines.append(f"majority vote {s['majority_vote']:.2%}; " + ", ".join(
-                f"pass@{k} {value:.2%}" for k, value in s["pass_at_k"].items()
-            ))
+            lines.append(
+                f"majority vote {s['majority_vote']:.2%}; "
+                + ", ".join(f"pass@{k} {value:.2%}" for k, value in s["pass_at_k"].items())
+            )
         return "\n".join(lines)
 
 
@@ -98,8 +99,14 @@ def score(problems: list[Problem], completions: list[list[str]], grader: Grader)
     spans = list(zip(offsets, offsets[1:]))
     votes = grader.same([majority_answer(answers[a:b]) for a, b in spans], [problem.reference for problem in problems])
     results = [
-        {"problem_id": problem.id, "reference": problem.reference, "completions": samples, "answers": answers[a:b],
-         "correct": verdicts[a:b], "majority_correct": vote}
+        {
+            "problem_id": problem.id,
+            "reference": problem.reference,
+            "completions": samples,
+            "answers": answers[a:b],
+            "correct": verdicts[a:b],
+            "majority_correct": vote,
+        }
         for problem, samples, (a, b), vote in zip(problems, completions, spans, votes)
     ]
     n = len(completions[0]) if completions else 0

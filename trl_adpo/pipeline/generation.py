@@ -62,7 +62,8 @@ step more than a larger batch speeds it up (8-shot prompts: 32 sequences of 1,10
 GPU_BATCH_SEQUENCES = 512
 """Sequences per batch to start from on a GPU; halved on running out of memory."""
 CACHE_ARGUMENT = (
-    "cache" if "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
+    "cache"
+    if "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
     else "past_key_values"
 )
 """transformers' name for the key-value cache argument (`past_key_values` before 5.3)."""
@@ -90,7 +91,9 @@ class GenerationArguments:
     )
     seed: int = field(
         default=0,
-        metadata={"help": "Seed of the sampling: with it, each problem's samples depend on nothing else that is random."},
+        metadata={
+            "help": "Seed of the sampling: with it, each problem's samples depend on nothing else that is random."
+        },
     )
     stop: list[str] | None = field(
         default=None, metadata={"help": "Strings that end a completion (default: the task's)."}
@@ -137,7 +140,9 @@ def render(tokenizer: PreTrainedTokenizerBase, prompt: str | list[dict[str, str]
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
-def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str | list[dict[str, str]]]) -> list[list[int]]:
+def encode_prompts(
+    tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str | list[dict[str, str]]]
+) -> list[list[int]]:
     """Each prompt's token ids: text with the tokenizer's special tokens, messages as their chat template gives them
     (which brings its own)."""
     chat = any(not isinstance(prompt, str) for prompt in prompts)
@@ -171,7 +176,9 @@ def shared_prefix_length(token_ids: Sequence[Sequence[int]], model: PreTrainedMo
         return 0
     config = model.config.get_text_config(decoder=True)
     window = getattr(config, "sliding_window", None) or getattr(config, "attention_chunk_size", None)
-    recurrent = any(kind not in ("full_attention", "sliding_attention") for kind in getattr(config, "layer_types", None) or [])
+    recurrent = any(
+        kind not in ("full_attention", "sliding_attention") for kind in getattr(config, "layer_types", None) or []
+    )
     if recurrent or (window and max(map(len, token_ids)) + max_new_tokens > window):
         return 0
     first, shortest = token_ids[0], min(map(len, token_ids))
@@ -196,9 +203,9 @@ class GumbelSampler(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """`scores` ``(B, V)`` plus Gumbel noise, one row from each stream."""
         tiny = torch.finfo(torch.float32).tiny
-        uniform = torch.stack([
-            torch.rand(scores.shape[1], generator=generator, device=scores.device) for generator in self.generators
-        ])
+        uniform = torch.stack(
+            [torch.rand(scores.shape[1], generator=generator, device=scores.device) for generator in self.generators]
+        )
         return scores.float() - torch.log(-torch.log(uniform.clamp_(min=tiny)))
 
 
@@ -298,7 +305,10 @@ class FastGenerator:
         """
         positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]
         self.model.base_model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=positions,
+            use_cache=True,
             **{CACHE_ARGUMENT: cache},
         )
         return cache
@@ -332,7 +342,9 @@ class FastGenerator:
         batch = self._start(prompts)
         sampler = None
         if self.temperature > 0:
-            seeds = [sample_seed(self.seed, self.keys[prompts[p]], s) for p in range(len(prompts)) for s in range(self.n)]
+            seeds = [
+                sample_seed(self.seed, self.keys[prompts[p]], s) for p in range(len(prompts)) for s in range(self.n)
+            ]
             sampler = GumbelSampler(seeds, self.device)
             nucleus = [TopPLogitsWarper(self.top_p)] if self.top_p < 1 else []  # a sort of every row: only if it cuts
             processors = LogitsProcessorList([TemperatureLogitsWarper(self.temperature), *nucleus, sampler])
@@ -343,9 +355,18 @@ class FastGenerator:
             done_tokens = batch.input_ids.shape[1] - batch.prompt_width
             chunk = min(CHUNK_TOKENS, self.max_new_tokens - done_tokens)
             output = self.model.generate(
-                input_ids=batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=chunk,
-                min_new_tokens=0, do_sample=False, temperature=None, top_p=None, top_k=None, num_beams=1,
-                logits_processor=processors, pad_token_id=self.pad_id, **{CACHE_ARGUMENT: batch.cache},
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                max_new_tokens=chunk,
+                min_new_tokens=0,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                num_beams=1,
+                logits_processor=processors,
+                pad_token_id=self.pad_id,
+                **{CACHE_ARGUMENT: batch.cache},
             )
             new = output[:, batch.input_ids.shape[1] :]
             batch.attention_mask = torch.cat([batch.attention_mask, torch.ones_like(new)], dim=1)
@@ -400,8 +421,16 @@ def generate_batches(
     """
     token_ids = encode_prompts(tokenizer, prompts)
     generator = FastGenerator(
-        model, tokenizer, token_ids, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-        stop=stop, seed=seed, keys=list(range(len(prompts))) if keys is None else list(keys),
+        model,
+        tokenizer,
+        token_ids,
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        stop=stop,
+        seed=seed,
+        keys=list(range(len(prompts))) if keys is None else list(keys),
     )
     order = sorted(range(len(prompts)), key=lambda i: -len(token_ids[i]))
     size = batch_size or default_batch_size(n, model.device, len(token_ids[order[0]]) if order else 0, max_new_tokens)

@@ -57,7 +57,9 @@ class Grader:
         new = list(dict.fromkeys(pair for pair in pairs if pair not in self.verdicts))
         if new:
             self.verdicts.update(zip(new, self._judge(new)))
-        return [answer is not None and self.verdicts[(answer, reference)] for answer, reference in zip(answers, references)]
+        return [
+            answer is not None and self.verdicts[(answer, reference)] for answer, reference in zip(answers, references)
+        ]
 
     def grade(self, completions: Sequence[str], references: Sequence[str]) -> tuple[list[str | None], list[bool]]:
         """Each completion's final answer and whether it equals its reference (parsed by `verifier.reference`)."""
@@ -72,4 +74,6 @@ class Grader:
             self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
         size = -(-len(pairs) // (4 * self.processes))
         chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
-        return [verdict for chunk in self._pool.map(_same, [self.verifier.name] * len(chunks), chunks) for verdict in chunk]
+        return [
+            verdict for chunk in self._pool.map(_same, [self.verifier.name] * len(chunks), chunks) for verdict in chunk
+        ]

@@ -129,11 +129,15 @@ def check_model_source(name: str | None, option: str) -> None:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         from huggingface_hub import try_to_load_from_cache
 
-        cached = any(isinstance(try_to_load_from_cache(name, f), str) for f in ("config.json", "adapter_config.json", "tokenizer_config.json"))
+        cached = any(
+            isinstance(try_to_load_from_cache(name, f), str)
+            for f in ("config.json", "adapter_config.json", "tokenizer_config.json")
+        )
         if not cached:
             raise FileNotFoundError(
                 f"{option}: {name!r} is no local directory (resolved to {Path(name).resolve()}) and, with "
-                "HF_HUB_OFFLINE set, no Hub model in the local cache either. Give a local model directory, or download "
+                "HF_HUB_OFFLINE set, no Hub model in the local cache either. Give a local model directory, or "
+                "download "
                 "the model once with the network on."
             )
 

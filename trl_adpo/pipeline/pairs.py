@@ -86,8 +86,12 @@ def select_pairs(samples: list[dict], seed: int = 0, per_problem: int = 1) -> tu
         for index, bad in enumerate(rejected[:per_problem]):
             good = chosen[index % len(chosen)]
             pairs.append(
-                {"problem_id": problem_id, "prompt": good["prompt"], "chosen": _completion(good),
-                 "rejected": _completion(bad)}
+                {
+                    "problem_id": problem_id,
+                    "prompt": good["prompt"],
+                    "chosen": _completion(good),
+                    "rejected": _completion(bad),
+                }
             )
     return pairs, PairSummary(len(problems), len(pairs), without_correct, without_incorrect)
 
@@ -119,7 +123,11 @@ def critical_training_samples(samples: list[dict], seed: int = 0) -> list[dict]:
             covered += group
         selected += covered
     return [
-        {"problem_id": row["problem_id"], "prompt": row["prompt"], "completion": _completion(row),
-         "correct": row["correct"]}
+        {
+            "problem_id": row["problem_id"],
+            "prompt": row["prompt"],
+            "completion": _completion(row),
+            "correct": row["correct"],
+        }
         for row in selected
     ]

@@ -33,11 +33,15 @@ class ProblemSource:
         default=None,
         metadata={"help": "The problems: a Hub dataset (e.g. openai/gsm8k), a local directory, or a data file."},
     )
-    dataset_config: str | None = field(default=None, metadata={"help": "Configuration of a Hub dataset (gsm8k: main)."})
+    dataset_config: str | None = field(
+        default=None, metadata={"help": "Configuration of a Hub dataset (gsm8k: main)."}
+    )
     dataset_split: str = field(
         default="train",
-        metadata={"help": "The split whose problems are asked (a Hub dataset or a dataset directory; a local data file "
-                          "is one split)."},
+        metadata={
+            "help": "The split whose problems are asked (a Hub dataset or a dataset directory; a local data file "
+            "is one split)."
+        },
     )
     task: str | None = field(
         default=None,
@@ -48,21 +52,30 @@ class ProblemSource:
     )
     question_column: str | None = field(default=None, metadata={"help": "The column with the questions."})
     answer_column: str | None = field(default=None, metadata={"help": "The column with the reference answers."})
-    id_column: str | None = field(default=None, metadata={"help": "A column of problem ids (default: the row number)."})
+    id_column: str | None = field(
+        default=None, metadata={"help": "A column of problem ids (default: the row number)."}
+    )
     verifier: str | None = field(
         default=None,
-        metadata={"help": "gsm8k, math, arithmetic, or your own as module:function (see trl_adpo.pipeline.verifiers)."},
+        metadata={
+            "help": "gsm8k, math, arithmetic, or your own as module:function (see trl_adpo.pipeline.verifiers)."
+        },
     )
-    template: str | None = field(default=None, metadata={"help": "The prompt of one problem, with a {question} field."})
+    template: str | None = field(
+        default=None, metadata={"help": "The prompt of one problem, with a {question} field."}
+    )
     exemplar_template: str | None = field(
         default=None, metadata={"help": "One few-shot exemplar, with {question} and {solution} fields."}
     )
-    num_shots: int | None = field(default=None, metadata={"help": "Few-shot exemplars before each question (0: none)."})
+    num_shots: int | None = field(
+        default=None, metadata={"help": "Few-shot exemplars before each question (0: none)."}
+    )
     exemplar_split: str = field(
         default="train", metadata={"help": "The split the exemplars are drawn from (with `shot_seed`)."}
     )
     exemplar_dataset_name: str | None = field(
-        default=None, metadata={"help": "Where the exemplars come from, if not `dataset_name` (e.g. MATH's training set)."}
+        default=None,
+        metadata={"help": "Where the exemplars come from, if not `dataset_name` (e.g. MATH's training set)."},
     )
     solution_column: str | None = field(default=None, metadata={"help": "The exemplars' worked solutions."})
     shot_seed: int = field(default=0, metadata={"help": "Seed that draws the exemplars (the same for every problem)."})
@@ -87,8 +100,14 @@ class ProblemSource:
         shots = self.num_shots if self.num_shots is not None else (preset.shots if preset else 0)
         exemplar = self.exemplar_template or (preset.exemplar if preset else "{question}{solution}\n\n")
         return Task(
-            values["verifier"], values["question_column"], values["answer_column"], values["template"], exemplar,
-            values["solution_column"], shots, preset.stop if preset else (),
+            values["verifier"],
+            values["question_column"],
+            values["answer_column"],
+            values["template"],
+            exemplar,
+            values["solution_column"],
+            shots,
+            preset.stop if preset else (),
             preset.format_solution if preset else str.strip,
         )
 
@@ -123,7 +142,9 @@ def load_problems(source: ProblemSource) -> tuple[list[Problem], Task, Verifier]
     elif source.dataset_split in data:
         dataset = data[source.dataset_split]
     else:
-        raise ValueError(f"dataset_split: {source.dataset_name!r} has no split {source.dataset_split!r}; it has {list(data)}.")
+        raise ValueError(
+            f"dataset_split: {source.dataset_name!r} has no split {source.dataset_split!r}; it has {list(data)}."
+        )
     name = f"{source.dataset_name} ({source.dataset_split})"
     require_columns(dataset, [task.question_column, task.answer_column], name)
     if source.id_column is not None:
@@ -131,17 +152,28 @@ def load_problems(source: ProblemSource) -> tuple[list[Problem], Task, Verifier]
 
     prefix = ""
     if task.shots:
-        exemplar_data = data if source.exemplar_dataset_name is None else load_data(
-            source.exemplar_dataset_name, None, "exemplar_dataset_name"
+        exemplar_data = (
+            data
+            if source.exemplar_dataset_name is None
+            else load_data(source.exemplar_dataset_name, None, "exemplar_dataset_name")
         )
         if source.exemplar_split not in exemplar_data:
-            raise ValueError(f"exemplar_split: no split {source.exemplar_split!r} for the exemplars; there are {list(exemplar_data)}.")
+            raise ValueError(
+                f"exemplar_split: no split {source.exemplar_split!r} for the exemplars; there are "
+                f"{list(exemplar_data)}."
+            )
         exemplars = exemplar_data[source.exemplar_split]
         if task.solution_column is None:
             raise ValueError("solution_column is not set: the few-shot exemplars need worked solutions.")
-        require_columns(exemplars, [task.question_column, task.solution_column], f"the exemplars' {source.exemplar_split} split")
+        require_columns(
+            exemplars, [task.question_column, task.solution_column], f"the exemplars' {source.exemplar_split} split"
+        )
         prefix = few_shot_prefix(
-            exemplars[task.question_column], exemplars[task.solution_column], task, task.shots, source.shot_seed,
+            exemplars[task.question_column],
+            exemplars[task.solution_column],
+            task,
+            task.shots,
+            source.shot_seed,
             task.exemplar,
         )
 
@@ -150,7 +182,11 @@ def load_problems(source: ProblemSource) -> tuple[list[Problem], Task, Verifier]
     for row_number, row in enumerate(rows):
         reference = verifier.reference(str(row[task.answer_column]))
         if reference is None:
-            where = row_location(source.dataset_name, row_number) if is_data_file(source.dataset_name) else f"{name}, row {row_number}"
+            where = (
+                row_location(source.dataset_name, row_number)
+                if is_data_file(source.dataset_name)
+                else f"{name}, row {row_number}"
+            )
             raise ValueError(
                 f"{where}: the {verifier.name} verifier cannot parse the reference answer "
                 f"{str(row[task.answer_column])[:120]!r} in column {task.answer_column!r}. Fix the row, or choose "
@@ -159,5 +195,7 @@ def load_problems(source: ProblemSource) -> tuple[list[Problem], Task, Verifier]
         question = str(row[task.question_column])
         problem_id = row[source.id_column] if source.id_column else row_number
         prompt = prefix + task.template.format(question=question)
-        problems.append(Problem(problem_id, question, reference, [{"role": "user", "content": prompt}] if source.chat else prompt))
+        problems.append(
+            Problem(problem_id, question, reference, [{"role": "user", "content": prompt}] if source.chat else prompt)
+        )
     return problems, task, verifier

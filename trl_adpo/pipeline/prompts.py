@@ -48,12 +48,25 @@ class Task:
 
 TASKS = {
     "gsm8k": Task(
-        "gsm8k", "question", "answer", "Question: {question}\nAnswer:", "Question: {question}\nAnswer: {solution}\n\n",
-        solution_column="answer", shots=8, stop=("\nQuestion:",), format_solution=gsm8k_solution,
+        "gsm8k",
+        "question",
+        "answer",
+        "Question: {question}\nAnswer:",
+        "Question: {question}\nAnswer: {solution}\n\n",
+        solution_column="answer",
+        shots=8,
+        stop=("\nQuestion:",),
+        format_solution=gsm8k_solution,
     ),
     "math": Task(
-        "math", "problem", "answer", "Problem: {question}\nSolution:", "Problem: {question}\nSolution: {solution}\n\n",
-        solution_column="solution", shots=4, stop=("\nProblem:",),
+        "math",
+        "problem",
+        "answer",
+        "Problem: {question}\nSolution:",
+        "Problem: {question}\nSolution: {solution}\n\n",
+        solution_column="solution",
+        shots=4,
+        stop=("\nProblem:",),
     ),
     "arithmetic": Task("arithmetic", "prompt", "answer", "{question}", solution_column="solution"),
 }
@@ -81,6 +94,4 @@ def few_shot_prefix(
     if shots > len(questions):
         raise ValueError(f"num_shots={shots}, but the exemplar split has only {len(questions)} rows.")
     chosen = random.Random(seed).sample(range(len(questions)), shots)
-    return "".join(
-        exemplar.format(question=questions[i], solution=task.format_solution(solutions[i])) for i in chosen
-    )
+    return "".join(exemplar.format(question=questions[i], solution=task.format_solution(solutions[i])) for i in chosen)

@@ -58,7 +58,8 @@ class Progress:
             saved["config"], saved["done"]
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise ValueError(
-                f"{path}: not the progress file of an iterate run ({type(error).__name__}: {error}); it is damaged. Start "
+                f"{path}: not the progress file of an iterate run ({type(error).__name__}: {error}); it is damaged. "
+                "Start "
                 "the run again in a new output_dir (or delete this one to start it over)."
             ) from None
         for key in sorted(set(saved["config"]) | set(config)):
@@ -101,11 +102,14 @@ def round_rows(progress: Progress, rounds: int) -> list[dict]:
         evaluation = progress.done.get(f"round-{r}/evaluate")
         if evaluation is None:
             continue
-        rows.append({
-            "round": r, **evaluation,
-            "pairs": progress.done.get(f"round-{r}/pairs", {}).get("pairs"),
-            "reward_accuracy": progress.done.get(f"round-{r}/train", {}).get("reward_accuracy"),
-        })
+        rows.append(
+            {
+                "round": r,
+                **evaluation,
+                "pairs": progress.done.get(f"round-{r}/pairs", {}).get("pairs"),
+                "reward_accuracy": progress.done.get(f"round-{r}/train", {}).get("reward_accuracy"),
+            }
+        )
     return rows
 
 
@@ -132,8 +136,10 @@ def plot_rounds(rows: list[dict], output: Path, title: str) -> Path:
     figure, axis = plt.subplots(figsize=(5.5, 3.5))
     rounds = [row["round"] for row in rows]
     accuracy = [100 * row["accuracy"] for row in rows]
-    errors = [[a - 100 * row["accuracy_low"] for a, row in zip(accuracy, rows)],
-              [100 * row["accuracy_high"] - a for a, row in zip(accuracy, rows)]]
+    errors = [
+        [a - 100 * row["accuracy_low"] for a, row in zip(accuracy, rows)],
+        [100 * row["accuracy_high"] - a for a, row in zip(accuracy, rows)],
+    ]
     axis.errorbar(rounds, accuracy, yerr=errors, fmt="o-", capsize=4)
     axis.set_xticks(rounds)
     axis.set_xlabel("round (0: the start)")

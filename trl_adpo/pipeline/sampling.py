@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from .grading import Grader
 from ..files import write_atomically
+from .grading import Grader
 from .io import read_jsonl, write_jsonl
 from .problems import Problem
 
@@ -49,7 +49,8 @@ class SampleSummary:
     def __str__(self) -> str:
         share = self.correct / self.samples if self.samples else 0.0
         return (
-            f"{self.problems} problems, {self.samples} samples, {share:.1%} correct; {self.problems_with_both} problems "
+            f"{self.problems} problems, {self.samples} samples, {share:.1%} correct; {self.problems_with_both} "
+            "problems "
             f"have both a correct and an incorrect sample (the ones that make preference pairs)"
             + (f"; {self.resumed_problems} problems were already done" if self.resumed_problems else "")
         )
@@ -83,8 +84,14 @@ def sample_rows(problems: list[Problem], completions: list[list[str]], grader: G
     flat = [(problem, completion) for problem, texts in zip(problems, completions) for completion in texts]
     answers, verdicts = grader.grade([c for _, c in flat], [p.reference for p, _ in flat])
     return [
-        {"problem_id": problem.id, "prompt": problem.prompt, "completion": completion, "answer": answer,
-         "reference": problem.reference, "correct": correct}
+        {
+            "problem_id": problem.id,
+            "prompt": problem.prompt,
+            "completion": completion,
+            "answer": answer,
+            "reference": problem.reference,
+            "correct": correct,
+        }
         for (problem, completion), answer, correct in zip(flat, answers, verdicts)
     ]
 
@@ -179,11 +186,20 @@ def sample_solutions(
     if len({p.id for p in problems}) != len(problems):
         raise ValueError("problem ids repeat: give an id_column whose values are unique, or leave it unset.")
     if output.is_dir():
-        raise ValueError(f"output: {output} is a directory; give the JSON Lines file to write, e.g. {output / 'samples.jsonl'}.")
+        raise ValueError(
+            f"output: {output} is a directory; give the JSON Lines file to write, e.g. {output / 'samples.jsonl'}."
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     check_same_run(
-        output, {**(record or {}), "n": n, "seed": seed, "sampling_streams": SAMPLING_STREAMS,
-                 "problems": len(problems), "problems_sha256": problems_digest(problems)},
+        output,
+        {
+            **(record or {}),
+            "n": n,
+            "seed": seed,
+            "sampling_streams": SAMPLING_STREAMS,
+            "problems": len(problems),
+            "problems_sha256": problems_digest(problems),
+        },
     )
     rows = finished_problems(output, problems, n)
     done = {row["problem_id"] for row in rows}

@@ -180,7 +180,7 @@ def math_answer(completion: str) -> str | None:
 
 
 def math_same(answer: str, reference: str) -> bool:
-    """Whether math-verify judges `answer` equal to `reference` (both as `math_answer` / `math_reference` give them)."""
+    """Whether math-verify judges `answer` equal to `reference` (as `math_answer` and `math_reference` give them)."""
     from math_verify import verify
 
     target, gold = parsed_math(answer), parsed_math(reference)

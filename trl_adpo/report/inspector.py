@@ -1,14 +1,14 @@
 """The granularity inspector: how one preference pair is cut into segments, and with models, what each token and
 segment contributes to the ADPO loss and to its gradient.
 
-`inspect_pair` tokenizes a pair through the trainer's own preparation (`ADPOTrainer.tokenize_dataset`: TRL's
-tokenization on the installed line, BOS and EOS as it adds them, a chat template for conversations, the step cut),
-keeps the completion tokens that truncation to `max_length` leaves scored, and cuts them by the granularity. Given a
-policy and a reference, it computes each token's log-ratio on the sequence the trainer feeds the model, each
-segment's reward ``R(j)``, each paired segment's margin and loss, the pair's ADPO loss (with critical-token weights
-when the two models are given), and each token's gradient ``d loss / d s(t)`` under the granularity and under DPO
-(one segment): ADPO's local credit assignment made visible. `to_text` renders a terminal table, `to_html` a
-self-contained page.
+`inspect_pair` tokenizes a pair through the trainer's own preparation (the `tokenize_dataset` it is given, which
+`trl-adpo inspect` makes `ADPOTrainer.tokenize_dataset`: TRL's tokenization on the installed line, BOS and EOS as it
+adds them, a chat template for conversations, the step cut), keeps the completion tokens that truncation to
+`max_length` leaves scored, and cuts them by the granularity. Given a policy and a reference, it computes each token's
+log-ratio on the sequence the trainer feeds the model, each segment's reward ``R(j)``, each paired segment's margin and
+loss, the pair's ADPO loss (with critical-token weights when the two models are given), and each token's gradient ``d
+loss / d s(t)`` under the granularity and under DPO (one segment): ADPO's local credit assignment made visible.
+`to_text` renders a terminal table, `to_html` a self-contained page.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from __future__ import annotations
 import html
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
@@ -48,16 +50,29 @@ class Granularity:
         """The `ADPOConfig` of a run with this granularity (what the trainer's preparation reads)."""
         from ..config import ADPOConfig
 
-        step = dict(step_delimiter=self.step_delimiter, step_pattern=self.step_pattern) if self.granularity == "step" else {}
+        step = (
+            dict(step_delimiter=self.step_delimiter, step_pattern=self.step_pattern)
+            if self.granularity == "step"
+            else {}
+        )
         return ADPOConfig(
-            output_dir=tempfile.gettempdir(), report_to="none", bf16=False, beta=beta, max_length=max_length,
-            truncation_mode=truncation_mode, granularity=self.granularity, window_size=self.window_size,
-            num_segments=self.num_segments, **step,
+            output_dir=tempfile.gettempdir(),
+            report_to="none",
+            bf16=False,
+            beta=beta,
+            max_length=max_length,
+            truncation_mode=truncation_mode,
+            granularity=self.granularity,
+            window_size=self.window_size,
+            num_segments=self.num_segments,
+            **step,
         )
 
     def cut(self, count: int) -> list[int]:
         """The segment id of each of `count` scored tokens, for the static and adaptive families."""
-        family = {"window_size": self.window_size} if self.granularity == "static" else {"num_segments": self.num_segments}
+        family = (
+            {"window_size": self.window_size} if self.granularity == "static" else {"num_segments": self.num_segments}
+        )
         return segment_ids(torch.ones(1, count, dtype=torch.bool), self.granularity, **family)[0].tolist()
 
 
@@ -123,13 +138,24 @@ def token_logps(model, sequence: list[int], positions: list[int]) -> list[float]
 
 def loss_and_gradients(sides: dict[str, SideReport], beta: float, segments: dict[str, list[int]]):
     """The pair's ADPO output for the given segments, and ``d loss / d s(t)`` of every token of each side."""
-    logratios = {side: torch.tensor([s.logratios], dtype=torch.float64, requires_grad=True) for side, s in sides.items()}
-    weights = {side: None if s.weights is None else torch.tensor([s.weights], dtype=torch.float64) for side, s in sides.items()}
+    logratios = {
+        side: torch.tensor([s.logratios], dtype=torch.float64, requires_grad=True) for side, s in sides.items()
+    }
+    weights = {
+        side: None if s.weights is None else torch.tensor([s.weights], dtype=torch.float64)
+        for side, s in sides.items()
+    }
     masks = {side: torch.ones_like(values, dtype=torch.bool) for side, values in logratios.items()}
     output = adpo_loss(
-        logratios["chosen"], logratios["rejected"], masks["chosen"], masks["rejected"], beta=beta,
-        granularity="explicit", chosen_segment_ids=torch.tensor([segments["chosen"]]),
-        rejected_segment_ids=torch.tensor([segments["rejected"]]), chosen_weights=weights["chosen"],
+        logratios["chosen"],
+        logratios["rejected"],
+        masks["chosen"],
+        masks["rejected"],
+        beta=beta,
+        granularity="explicit",
+        chosen_segment_ids=torch.tensor([segments["chosen"]]),
+        rejected_segment_ids=torch.tensor([segments["rejected"]]),
+        chosen_weights=weights["chosen"],
         rejected_weights=weights["rejected"],
     )
     output.losses.sum().backward()
@@ -143,6 +169,7 @@ def inspect_pair(
     rejected,
     granularity: Granularity,
     *,
+    tokenize_dataset: Callable[[Any, Any, Any], Any],
     beta: float = 0.1,
     max_length: int | None = None,
     truncation_mode: str = "keep_start",
@@ -151,13 +178,14 @@ def inspect_pair(
     critical_models=None,
     weight_chosen_tokens: bool = False,
 ) -> PairReport:
-    """Cut a pair into segments as training does and, with `policy` and `reference`, score it (module docstring)."""
+    """Cut a pair into segments as training does and, with `policy` and `reference`, score it (module docstring).
+
+    `tokenize_dataset(dataset, tokenizer, args)` prepares a one-row dataset as the trainer does
+    (`ADPOTrainer.tokenize_dataset`)."""
     from datasets import Dataset
 
-    from ..trainer import ADPOTrainer
-
     args = granularity.config(beta, max_length, truncation_mode)
-    row = ADPOTrainer.tokenize_dataset(
+    row = tokenize_dataset(
         Dataset.from_list([{"prompt": prompt, "chosen": chosen, "rejected": rejected}]), tokenizer, args
     )[0]
     prompt_ids = _token_ids(row, "prompt")
@@ -268,10 +296,13 @@ def to_text(report: PairReport) -> str:
             r_w = report.chosen.rewards[j] if j < len(report.chosen.rewards) else 0.0
             r_l = report.rejected.rewards[j] if j < len(report.rejected.rewards) else 0.0
             lines.append(f"  {j:>4} {r_w:>+10.4f} {r_l:>+10.4f} {margin:>+10.4f} {loss:>8.4f}")
-        lines.append(f"ADPO loss of the pair: {report.loss:.4f} ({len(report.margins)} segments); DPO's: {report.dpo_loss:.4f}")
+        lines.append(
+            f"ADPO loss of the pair: {report.loss:.4f} ({len(report.margins)} segments); DPO's: {report.dpo_loss:.4f}"
+        )
         if report.diverges_at is not None:
             lines.append(
-                f"share of the gradient on the tokens from the divergence on: {after_divergence(report, 'gradients'):.0%}"
+                "share of the gradient on the tokens from the divergence on: "
+                f"{after_divergence(report, 'gradients'):.0%}"
                 f" with this granularity, {after_divergence(report, 'dpo_gradients'):.0%} with DPO"
             )
     lines += report.notes
@@ -325,7 +356,8 @@ def _strip(side: SideReport, colours: list[str], tips: list[str], diverges_at: i
         classes = "token" + (" start" if start and marks else "") + (" diverge" if index == diverges_at else "")
         spans.append(
             f'<span class="{classes}" title="{html.escape(tips[index])}" style="background:{colours[index]}">'
-            + (f"<sup>{segment}</sup>" if start and marks else "") + f"{html.escape(token)}</span>"
+            + (f"<sup>{segment}</sup>" if start and marks else "")
+            + f"{html.escape(token)}</span>"
         )
     return f'<div class="tokens">{"".join(spans)}</div>'
 
@@ -351,13 +383,23 @@ def to_html(report: PairReport) -> str:
             if side.weights is not None:
                 tip += f", weight {side.weights[index]:.3f}"
             tips.append(tip)
-        colours = [_colour(side.logratios[i] if side.logratios else None, scale, s) for i, s in enumerate(side.segment_ids)]
-        block = (f"<h2>{name.capitalize()}: {len(side.tokens)} tokens, {max(side.segment_ids) + 1} segments</h2>"
-                 + _strip(side, colours, tips, report.diverges_at, marks=True))
-        for key, label in (("gradients", f"share of the gradient, {report.granularity}"), ("dpo_gradients", "share of the gradient, DPO")):
+        colours = [
+            _colour(side.logratios[i] if side.logratios else None, scale, s) for i, s in enumerate(side.segment_ids)
+        ]
+        block = (
+            f"<h2>{name.capitalize()}: {len(side.tokens)} tokens, {max(side.segment_ids) + 1} segments</h2>"
+            + _strip(side, colours, tips, report.diverges_at, marks=True)
+        )
+        for key, label in (
+            ("gradients", f"share of the gradient, {report.granularity}"),
+            ("dpo_gradients", "share of the gradient, DPO"),
+        ):
             if scored:
                 block += f'<p class="strip-label">{label}</p>' + _strip(
-                    side, [_share_colour(v, share_scale) for v in shares[key][name]], tips, report.diverges_at,
+                    side,
+                    [_share_colour(v, share_scale) for v in shares[key][name]],
+                    tips,
+                    report.diverges_at,
                     marks=key == "gradients",
                 )
         blocks.append(block)
@@ -369,24 +411,40 @@ def to_html(report: PairReport) -> str:
             f"<td>{loss:.4f}</td></tr>"
             for j, (margin, loss) in enumerate(zip(report.margins, report.segment_losses))
         )
-        pairs = ("<h2>Paired segments</h2><table><tr><th>j</th><th>R_w(j)</th><th>R_l(j)</th><th>margin</th>"
-                 f"<th>-log sigmoid(margin)</th></tr>{rows}</table>")
+        pairs = (
+            "<h2>Paired segments</h2><table><tr><th>j</th><th>R_w(j)</th><th>R_l(j)</th><th>margin</th>"
+            f"<th>-log sigmoid(margin)</th></tr>{rows}</table>"
+        )
     if scored:
-        summary = (f"ADPO loss of the pair: <b>{report.loss:.4f}</b> over {len(report.margins)} segments; DPO's: "
-                   f"{report.dpo_loss:.4f}.")
+        summary = (
+            f"ADPO loss of the pair: <b>{report.loss:.4f}</b> over {len(report.margins)} segments; DPO's: "
+            f"{report.dpo_loss:.4f}."
+        )
         if report.diverges_at is not None:
-            summary += (f" Share of the gradient on the tokens from the first difference on: "
-                        f"<b>{after_divergence(report, 'gradients'):.0%}</b> with this granularity, "
-                        f"{after_divergence(report, 'dpo_gradients'):.0%} with DPO.")
+            summary += (
+                f" Share of the gradient on the tokens from the first difference on: "
+                f"<b>{after_divergence(report, 'gradients'):.0%}</b> with this granularity, "
+                f"{after_divergence(report, 'dpo_gradients'):.0%} with DPO."
+            )
     else:
         summary = "No models given: the segments only."
-    legend = ('<span style="background:rgb(105,105,255)">log-ratio &gt; 0</span>'
-              '<span style="background:rgb(255,105,105)">log-ratio &lt; 0</span>'
-              '<span style="background:rgb(85,195,85)">twice an even share of the gradient, or more</span>' if scale > 0 else
-              '<span style="background:#eef3fb">even segment</span><span style="background:#fbf3e6">odd segment</span>')
-    legend += (" A bar and a number mark the first token of each segment; a red frame and &#9660; the first token where "
-               "the completions differ; hover a token for its values.")
+    legend = (
+        '<span style="background:rgb(105,105,255)">log-ratio &gt; 0</span>'
+        '<span style="background:rgb(255,105,105)">log-ratio &lt; 0</span>'
+        '<span style="background:rgb(85,195,85)">twice an even share of the gradient, or more</span>'
+        if scale > 0
+        else '<span style="background:#eef3fb">even segment</span><span style="background:#fbf3e6">odd segment</span>'
+    )
+    legend += (
+        " A bar and a number mark the first token of each segment; a red frame and &#9660; the first token where "
+        "the completions differ; hover a token for its values."
+    )
     return PAGE.format(
-        granularity=html.escape(report.granularity), beta=report.beta, summary=summary, legend=legend,
-        prompt=html.escape(report.prompt), sides="\n".join(blocks), pairs=pairs,
+        granularity=html.escape(report.granularity),
+        beta=report.beta,
+        summary=summary,
+        legend=legend,
+        prompt=html.escape(report.prompt),
+        sides="\n".join(blocks),
+        pairs=pairs,
     )

@@ -19,7 +19,6 @@ PANELS = (
     ("accuracy", (("rewards/accuracies", "reward accuracy", "-"), ("adpo/segment_accuracy", "segment accuracy", ":"))),
     ("mean segment margin", (("adpo/segment_margin", "segment margin", "-"),)),
 )
-PLOT_FILE = "training_dynamics.png"
 
 
 def log_history(run_dir: Path) -> list[dict]:
@@ -77,7 +76,11 @@ def plot_training_dynamics(run_dirs: list[Path], output: Path, labels: list[str]
                         continue
                     drawn[label][prefix + key] = len(steps)
                     axis.plot(
-                        steps, values, linestyle=style if marker is None else "none", marker=marker, color=color,
+                        steps,
+                        values,
+                        linestyle=style if marker is None else "none",
+                        marker=marker,
+                        color=color,
                         label=f"{label}: {name}" + (" (eval)" if prefix else ""),
                     )
             axis.set_title(title)

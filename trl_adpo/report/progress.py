@@ -17,7 +17,7 @@ COLUMNS = (
     ("adpo/nll", "nll", "{:.3f}"),
     ("mean_token_accuracy", "token acc", "{:.2f}"),
 )
-"""The metrics a line shows, where the run logs them (a train-critical SFT run has no rewards): key, heading, format."""
+"""The metrics a line shows where the run logs them (a train-critical SFT run has no rewards): key, heading, format."""
 
 
 def width(heading: str) -> int:
@@ -59,11 +59,14 @@ class CompactProgress(ProgressCallback):
                 self.columns = [column for column in self.columns if column[0] != "mean_token_accuracy"]
             if not self.columns:
                 return
-            self._write(f"{'':4} {'step':>6}  " + "  ".join(f"{heading:>{width(heading)}}" for _, heading, _ in self.columns))
+            self._write(
+                f"{'':4} {'step':>6}  " + "  ".join(f"{heading:>{width(heading)}}" for _, heading, _ in self.columns)
+            )
         if not any(key in values for key, _, _ in self.columns):
             return  # the closing summary (train_runtime...): the command prints its own
         cells = [
-            f"{form.format(values[key]) if key in values else '':>{width(heading)}}" for key, heading, form in self.columns
+            f"{form.format(values[key]) if key in values else '':>{width(heading)}}"
+            for key, heading, form in self.columns
         ]
         self._write(f"{'eval' if evaluation else '':4} {state.global_step:>6}  " + "  ".join(cells))
 
@@ -79,4 +82,3 @@ def use_compact_progress(trainer) -> None:
     for callback in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(callback)
     trainer.add_callback(CompactProgress())
-

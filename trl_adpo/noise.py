@@ -1,0 +1,40 @@
+"""What the terminal shows a user: third-party warnings, logs and progress bars they cannot act on are hidden, the
+project's own warnings never are (every `trl-adpo` command and `python -m trl_adpo.examples...` start with this),
+and those warnings name the user's own line, not a line inside the package or TRL."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+
+THIRD_PARTY = r"(trl|transformers|accelerate|peft|datasets|torch|bitsandbytes|deepspeed|huggingface_hub)(\.|$)"
+
+
+def quiet_third_party_noise() -> None:
+    """Hide what a user of the command cannot act on; never the project's own warnings."""
+    for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY)
+    # torch, on a machine without an accelerator, about Trainer's default `dataloader_pin_memory=True`
+    warnings.filterwarnings("ignore", message=".*'pin_memory' argument is set as true but no accelerator is found")
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(lambda record: "kernels" not in record.getMessage())
+    # DeepSpeed, once installed, says on every import that it found no GPU
+    logging.getLogger("DeepSpeed").addFilter(lambda record: "Setting accelerator to CPU" not in record.getMessage())
+    # bars of steps that take a moment (tokenizing a small dataset, loading weights): Trainer's own bar stays
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+LIBRARIES = {"trl_adpo", "trl", "transformers", "accelerate", "datasets", "peft", "torch", "multiprocess", "dill"}
+"""Packages whose frames a warning of the project looks past for the line to attribute it to."""
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """`warnings.warn`, attributed to the first caller outside trl_adpo and the libraries it runs inside (the user's
+    `ADPOTrainer(...)` line, say, rather than the line of TRL that prepares the dataset)."""
+    frame, stacklevel = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").split(".")[0] in LIBRARIES:
+        frame, stacklevel = frame.f_back, stacklevel + 1
+    warnings.warn(message, category, stacklevel=stacklevel)
