@@ -16,6 +16,12 @@ from trl_adpo.trainer import TRL_VERSION
 WORDS = [f"w{i}" for i in range(40)]
 ON_TRL028 = TRL_VERSION.major == 0
 """The TRL line under test: 0.28.x (`concatenated_forward`/`dpo_loss`) or 1.x (`_compute_loss`)."""
+ON_THE_DEFAULT_LINE_ONLY = pytest.mark.skipif(
+    ON_TRL028,
+    reason="a benchmark script's check, run on the default TRL line (1.x) alone: the script is the same on both "
+    "lines, and the trainer it calls is tested on each",
+)
+"""For the checks that benchmark scripts run and print what they measure (CI runs the suite on both TRL lines)."""
 
 
 def token_ids(row: dict, part: str) -> list[int]:

@@ -69,12 +69,15 @@ def test_each_subcommand_has_help(subcommand):
 
 
 def test_the_readme_cadpo_walk_runs_offline(tmp_path):
-    """The quickstart's data, the two critical-token models, then cADPO: the three commands of the README."""
+    """The quickstart's data, the two critical-token models, then cADPO: the three commands of the README, each cut
+    to 8 steps (the configs' own lengths are what the quickstart test and the family recipes' tests run)."""
     for config in ("quickstart.yaml", "quickstart_critical.yaml", "quickstart_cadpo.yaml"):
         result = trl_adpo(
             "train-critical" if "critical" in config else "train",
             "--config",
             str(ROOT / "configs" / config),
+            "--max_steps",
+            "8",
             cwd=tmp_path,
         )
         assert result.returncode == 0, (config, result.stderr[-3000:])
@@ -479,3 +482,40 @@ def test_bad_input_gets_one_line_naming_what_and_where(quickstart, tiny_model_di
         assert result.returncode == 1, (argv, result.stderr[-2000:])
         assert message in result.stderr, (argv, result.stderr[-2000:])
         assert "Traceback" not in result.stderr, argv
+
+
+def logged(steps: int, nll: bool = False) -> list[dict]:
+    """A log history of `steps` logged training steps, as Trainer writes it (with the NLL term if asked)."""
+    keys = ("logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies", "adpo/segment_accuracy")
+    keys += ("adpo/segment_margin",) + (("adpo/nll",) if nll else ())
+    return [{"step": step, "loss": 0.7, **{key: 0.1 * step for key in keys}} for step in range(1, steps + 1)]
+
+
+def test_a_run_of_one_logged_step_draws_its_point():
+    from trl_adpo.report.plots import draw
+
+    figure, drawn = draw([logged(1)], ["one"])
+    lines = [line for axis in figure.axes for line in axis.lines]
+    assert drawn["one"]["logps/chosen"] == 1 and len(lines) == 6
+    assert all(line.get_marker() == "o" and len(line.get_xdata()) == 1 for line in lines)
+
+
+def test_the_nll_term_gets_its_panel_and_the_legend_covers_no_line():
+    from matplotlib.transforms import Bbox
+
+    from trl_adpo.report.plots import draw
+
+    figure, drawn = draw([logged(6, nll=True), logged(6)], ["ADPO + NLL", "DPO"])
+    titles = [axis.get_title() for axis in figure.axes if axis.get_visible()]
+    assert "NLL term of the chosen completions" in titles and drawn["ADPO + NLL"]["adpo/nll"] == 6
+    assert "adpo/nll" not in drawn["DPO"]
+    assert not any(axis.get_legend() for axis in figure.axes)  # one legend, for the figure, below the panels
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    legend = figure.legends[0].get_window_extent(renderer)
+    for axis in figure.axes:
+        if axis.get_visible():
+            assert not Bbox.intersection(legend, axis.get_window_extent(renderer)), axis.get_title()
+    assert len(figure.legends[0].get_texts()) == 7 + 6  # every line of both runs named once (DPO: no NLL)
+    _, without = draw([logged(6)], ["DPO"])
+    assert "adpo/nll" not in without["DPO"]

@@ -559,7 +559,10 @@ def test_raw_samples_are_reduced_to_cdpos_selection_before_training(quickstart, 
     printed = capsys.readouterr().out
     assert "cDPO's selection of the 12 verified samples: 2 correct and 4 incorrect completions" in printed
     assert "Training the positive model on 2 correct" in printed and "negative model on 4 incorrect" in printed
-    train_critical.run(*train_critical.parse_args([*args, "--cdpo_selection", "false"]))
+    # the same output_dir again: refused unless asked (test_faults.py), so asked
+    train_critical.run(
+        *train_critical.parse_args([*args, "--cdpo_selection", "false", "--overwrite_output_dir", "true"])
+    )
     assert "Training the positive model on 6 correct" in capsys.readouterr().out
 
 

@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import ON_THE_DEFAULT_LINE_ONLY
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@ON_THE_DEFAULT_LINE_ONLY
 def test_the_smoke_run_measures_every_part_and_writes_the_report(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OUT": ""}
     result = subprocess.run(

@@ -127,3 +127,54 @@ def test_the_gradients_are_the_derivative_of_the_loss_written_out(quickstart, cr
     first_difference = next(i for i, (a, b) in enumerate(zip(chosen_ids, rejected_ids)) if a != b)
     assert report.diverges_at == first_difference > 0
     assert "diverge" in to_html(report) and f"share their first {first_difference} scored tokens" in to_text(report)
+
+
+@pytest.mark.parametrize(
+    "granularity", [Granularity(granularity="static", window_size=1), Granularity(num_segments=4)], ids=["k1", "m4"]
+)
+def test_the_net_gradient_of_the_shared_prefix_is_autograds_and_its_constant_loss_is_named(
+    quickstart, critical_models, granularity
+):
+    """A shared-prefix token is one log-ratio on both sides: the net gradient the inspector shows for it is autograd's
+    derivative of the loss through that one variable (zero when both sides put it in the same segment), and each
+    segment made only of such tokens adds exactly log 2, which the summary names."""
+    from trl_adpo import adpo_loss
+    from trl_adpo.report.inspector import constant_segments, net_gradients
+
+    tokenizer = AutoTokenizer.from_pretrained(quickstart / "model")
+    row = preference_rows(1, seed=32)[0]
+    report = inspect_pair(
+        tokenizer,
+        row["prompt"],
+        row["chosen"],
+        row["rejected"],
+        granularity,
+        tokenize_dataset=ADPOTrainer.tokenize_dataset,
+        beta=0.5,
+        policy=AutoModelForCausalLM.from_pretrained(critical_models["positive"]),
+        reference=AutoModelForCausalLM.from_pretrained(quickstart / "model"),
+    )
+    prefix = report.diverges_at
+    assert prefix > 0
+    assert report.chosen.logratios[:prefix] == pytest.approx(report.rejected.logratios[:prefix], abs=1e-6)
+    shared = torch.tensor(report.chosen.logratios[:prefix], dtype=torch.float64, requires_grad=True)
+    sides = [
+        torch.cat([shared, torch.tensor(side.logratios[prefix:], dtype=torch.float64)])[None]
+        for side in (report.chosen, report.rejected)
+    ]
+    output = adpo_loss(
+        *sides,
+        *(torch.ones_like(side, dtype=torch.bool) for side in sides),
+        beta=0.5,
+        granularity="explicit",
+        chosen_segment_ids=torch.tensor([report.chosen.segment_ids]),
+        rejected_segment_ids=torch.tensor([report.rejected.segment_ids]),
+    )
+    output.losses.sum().backward()
+    net = net_gradients(report, "gradients")
+    assert net["chosen"][:prefix] == net["rejected"][:prefix] == pytest.approx(shared.grad.tolist(), abs=1e-9)
+    if granularity.granularity == "static":  # token-level: every shared token is a segment of its own on both sides
+        assert all(abs(g) < 1e-12 for g in shared.grad.tolist())
+        assert constant_segments(report) == prefix
+        assert f"of which {prefix} x log 2 = {prefix * math.log(2):.4f} from the shared prefix" in to_text(report)
+        assert f"{prefix} shared tokens get 0% of it" in to_text(report)

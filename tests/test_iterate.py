@@ -123,6 +123,18 @@ def test_two_rounds_end_to_end(uninterrupted):
         assert start is None or record["model_name_or_path"] == str(start)
 
 
+def test_a_finished_run_says_it_is_complete_and_prints_its_table_once(
+    uninterrupted, critical_models, problems, capsys
+):
+    run_dir, rows = uninterrupted
+    capsys.readouterr()
+    assert iterate.run(config(critical_models["positive"], problems, run_dir)) == rows
+    out = capsys.readouterr().out
+    assert "After round" not in out  # no round ran
+    assert out.count(f"The run in {run_dir.resolve()} is complete: its 2 round(s) were done before") == 1
+    assert out.count("round  accuracy") == 1 and out.count("\n    2  ") == 1  # the table, once, with round 2
+
+
 def test_a_rounds_reference_is_the_previous_rounds_policy(uninterrupted, critical_models):
     """Round 2 trains a LoRA adapter on round 1's merged policy: with the adapter disabled (the reference) it scores as
     round 1's policy, merged or as base + adapter."""

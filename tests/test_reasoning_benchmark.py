@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import ON_THE_DEFAULT_LINE_ONLY
+
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = [
     "DPO",
@@ -25,6 +27,7 @@ METHODS = [
 ]
 
 
+@ON_THE_DEFAULT_LINE_ONLY
 def test_quick_run_writes_the_table_the_plot_and_the_raw_results(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "reasoning" / "run.py"), "--quick", "--output-dir", str(tmp_path)],

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import ON_THE_DEFAULT_LINE_ONLY
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,6 +28,7 @@ def run(script: str, *args: str) -> str:
     return result.stdout
 
 
+@ON_THE_DEFAULT_LINE_ONLY
 def test_the_generation_benchmark_compares_both_paths_and_finds_the_same_greedy_completions(tmp_path):
     output = run(
         "bench_generation.py", "--quick", "--work", str(tmp_path / "tiny"), "--json", str(tmp_path / "r.json")
@@ -38,6 +41,7 @@ def test_the_generation_benchmark_compares_both_paths_and_finds_the_same_greedy_
         assert [len(texts) for texts in result["package"]["completions"]] == [result["n"]] * result["problems"]
 
 
+@ON_THE_DEFAULT_LINE_ONLY
 def test_the_grading_benchmark_gives_the_same_verdicts_every_way():
     output = run("bench_verifiers.py", "--completions", "20", "--problems", "80", "--repeats", "1")
     rows = [line for line in output.splitlines() if line.strip().startswith("Grader")]

@@ -14,6 +14,7 @@ loss / d s(t)`` under the granularity and under DPO (one segment): ADPO's local 
 from __future__ import annotations
 
 import html
+import math
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -261,19 +262,72 @@ def _segments(side: SideReport) -> list[list[int]]:
     return segments
 
 
+def shared_prefix(report: PairReport) -> int:
+    """How many scored tokens the two completions share before they differ (all of them if they are the same)."""
+    return report.diverges_at if report.diverges_at is not None else len(report.chosen.token_ids)
+
+
+def net_gradients(report: PairReport, key: str) -> dict[str, list[float]]:
+    """``d loss / d s(t)`` net of the shared prefix (`key`: "gradients" for the granularity, "dpo_gradients" for DPO).
+
+    A token of the shared prefix is the same token in the same context on both sides, so its chosen and rejected
+    log-ratios are one function of the parameters: the gradient through it is the sum of the two, shown on each side
+    (zero where both fall in one segment with equal weights, as their terms cancel). Other tokens keep their own."""
+    chosen, rejected = (list(getattr(getattr(report, side), key)) for side in SIDES)
+    for t in range(shared_prefix(report)):
+        chosen[t] = rejected[t] = chosen[t] + rejected[t]
+    return {"chosen": chosen, "rejected": rejected}
+
+
 def gradient_shares(report: PairReport, key: str) -> dict[str, list[float]]:
-    """Each token's share of the pair's gradient, ``|d loss / d s(t)|`` over its sum on both sides (`key`:
-    "gradients" for the granularity, "dpo_gradients" for DPO)."""
-    values = {side: [abs(g) for g in getattr(getattr(report, side), key)] for side in SIDES}
+    """Each token's share of the pair's net gradient (`net_gradients`), ``|d loss / d s(t)|`` over the sum, a token
+    of the shared prefix counted once (half its share shown on each side)."""
+    net, prefix = net_gradients(report, key), shared_prefix(report)
+    values = {side: [abs(g) / (2 if t < prefix else 1) for t, g in enumerate(net[side])] for side in SIDES}
     total = sum(map(sum, values.values())) or 1.0
     return {side: [g / total for g in values[side]] for side in SIDES}
 
 
-def after_divergence(report: PairReport, key: str) -> float:
-    """The share of the pair's gradient on the tokens from the first one where the completions differ."""
-    shares = gradient_shares(report, key)
-    start = report.diverges_at if report.diverges_at is not None else 0
-    return sum(sum(shares[side][start:]) for side in SIDES)
+def after_divergence(report: PairReport, key: str, only_first: bool = False) -> float:
+    """The share of the pair's net gradient on the tokens from the first one where the completions differ (with
+    `only_first`, on that first differing token of each side alone)."""
+    shares, start = gradient_shares(report, key), shared_prefix(report)
+    stop = start + 1 if only_first else None
+    return sum(sum(shares[side][start:stop]) for side in SIDES)
+
+
+def constant_segments(report: PairReport) -> int:
+    """Paired segments made only of shared-prefix tokens, the same ones on both sides and equally weighted: their
+    margin is exactly 0, so each adds log 2 to the loss whatever the parameters, and no gradient."""
+    prefix, count = shared_prefix(report), 0
+    for j in range(len(report.margins or [])):
+        sides = [[t for t, s in enumerate(side.segment_ids) if s == j] for side in (report.chosen, report.rejected)]
+        weights = [side.weights or [1.0] * len(side.token_ids) for side in (report.chosen, report.rejected)]
+        if sides[0] == sides[1] and sides[0] and sides[0][-1] < prefix:
+            count += all(weights[0][t] == weights[1][t] for t in sides[0])
+    return count
+
+
+def loss_summary(report: PairReport) -> tuple[str, str]:
+    """The loss line and the gradient line of the summary, in words a newcomer reads right."""
+    constant = constant_segments(report)
+    loss = f"ADPO loss of the pair: {report.loss:.4f} over {len(report.margins)} segments"
+    if constant:
+        loss += (
+            f", of which {constant} x log 2 = {constant * math.log(2):.4f} from the shared prefix (segments the two "
+            "completions share: a constant, with no gradient)"
+        )
+    loss += f"; DPO's: {report.dpo_loss:.4f}"
+    gradient = ""
+    if report.diverges_at is not None:
+        gradient = (
+            f"Net gradient (a shared token's chosen and rejected terms summed): {shared_prefix(report)} shared tokens "
+            f"get {1 - after_divergence(report, 'gradients'):.0%} of it with this granularity and "
+            f"{1 - after_divergence(report, 'dpo_gradients'):.0%} with DPO; the first differing tokens "
+            f"{after_divergence(report, 'gradients', only_first=True):.0%} and "
+            f"{after_divergence(report, 'dpo_gradients', only_first=True):.0%}."
+        )
+    return loss, gradient
 
 
 def to_text(report: PairReport) -> str:
@@ -296,15 +350,7 @@ def to_text(report: PairReport) -> str:
             r_w = report.chosen.rewards[j] if j < len(report.chosen.rewards) else 0.0
             r_l = report.rejected.rewards[j] if j < len(report.rejected.rewards) else 0.0
             lines.append(f"  {j:>4} {r_w:>+10.4f} {r_l:>+10.4f} {margin:>+10.4f} {loss:>8.4f}")
-        lines.append(
-            f"ADPO loss of the pair: {report.loss:.4f} ({len(report.margins)} segments); DPO's: {report.dpo_loss:.4f}"
-        )
-        if report.diverges_at is not None:
-            lines.append(
-                "share of the gradient on the tokens from the divergence on: "
-                f"{after_divergence(report, 'gradients'):.0%}"
-                f" with this granularity, {after_divergence(report, 'dpo_gradients'):.0%} with DPO"
-            )
+        lines += [line for line in loss_summary(report) if line]
     lines += report.notes
     return "\n".join(lines)
 
@@ -369,6 +415,7 @@ def to_html(report: PairReport) -> str:
     scale = max(values, default=0.0)
     scored = report.loss is not None
     shares = {key: gradient_shares(report, key) for key in ("gradients", "dpo_gradients")} if scored else {}
+    nets = {key: net_gradients(report, key) for key in ("gradients", "dpo_gradients")} if scored else {}
     tokens = len(report.chosen.tokens) + len(report.rejected.tokens)
     share_scale = 2.0 / tokens  # twice an even share is full green: an even spread shows half-tinted
     blocks = []
@@ -379,7 +426,8 @@ def to_html(report: PairReport) -> str:
             tip = f"token {index}, segment {segment}"
             if side.logratios is not None:
                 tip += f", log-ratio {side.logratios[index]:+.4f}"
-                tip += f", d loss/d s {side.gradients[index]:+.4f} (DPO {side.dpo_gradients[index]:+.4f})"
+                net, dpo_net = (nets[key][name][index] for key in ("gradients", "dpo_gradients"))
+                tip += f", net d loss/d s {net:+.4f} (DPO {dpo_net:+.4f})"
             if side.weights is not None:
                 tip += f", weight {side.weights[index]:.3f}"
             tips.append(tip)
@@ -391,8 +439,8 @@ def to_html(report: PairReport) -> str:
             + _strip(side, colours, tips, report.diverges_at, marks=True)
         )
         for key, label in (
-            ("gradients", f"share of the gradient, {report.granularity}"),
-            ("dpo_gradients", "share of the gradient, DPO"),
+            ("gradients", f"share of the net gradient, {report.granularity}"),
+            ("dpo_gradients", "share of the net gradient, DPO"),
         ):
             if scored:
                 block += f'<p class="strip-label">{label}</p>' + _strip(
@@ -416,22 +464,15 @@ def to_html(report: PairReport) -> str:
             f"<th>-log sigmoid(margin)</th></tr>{rows}</table>"
         )
     if scored:
-        summary = (
-            f"ADPO loss of the pair: <b>{report.loss:.4f}</b> over {len(report.margins)} segments; DPO's: "
-            f"{report.dpo_loss:.4f}."
-        )
-        if report.diverges_at is not None:
-            summary += (
-                f" Share of the gradient on the tokens from the first difference on: "
-                f"<b>{after_divergence(report, 'gradients'):.0%}</b> with this granularity, "
-                f"{after_divergence(report, 'dpo_gradients'):.0%} with DPO."
-            )
+        loss, gradient = loss_summary(report)
+        summary = f"{html.escape(loss)}. {html.escape(gradient)}".strip()
     else:
         summary = "No models given: the segments only."
     legend = (
         '<span style="background:rgb(105,105,255)">log-ratio &gt; 0</span>'
         '<span style="background:rgb(255,105,105)">log-ratio &lt; 0</span>'
-        '<span style="background:rgb(85,195,85)">twice an even share of the gradient, or more</span>'
+        '<span style="background:rgb(85,195,85)">twice an even share of the net gradient, or more (a shared-prefix '
+        "token's chosen and rejected terms summed: none where they cancel)</span>"
         if scale > 0
         else '<span style="background:#eef3fb">even segment</span><span style="background:#fbf3e6">odd segment</span>'
     )

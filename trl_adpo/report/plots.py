@@ -19,6 +19,8 @@ PANELS = (
     ("accuracy", (("rewards/accuracies", "reward accuracy", "-"), ("adpo/segment_accuracy", "segment accuracy", ":"))),
     ("mean segment margin", (("adpo/segment_margin", "segment margin", "-"),)),
 )
+NLL_PANEL = ("NLL term of the chosen completions", (("adpo/nll", "NLL", "-"),))
+"""Drawn as a fifth panel when a run logs the NLL term (`loss_type: [sigmoid, sft]`)."""
 
 
 def log_history(run_dir: Path) -> list[dict]:
@@ -44,7 +46,7 @@ def log_history(run_dir: Path) -> list[dict]:
 
 def has_metrics(history: list[dict]) -> bool:
     """Whether a log history holds any metric the plot draws."""
-    keys = {prefix + key for _, panel in PANELS for key, _, _ in panel for prefix in ("", "eval_")}
+    keys = {prefix + key for _, panel in (*PANELS, NLL_PANEL) for key, _, _ in panel for prefix in ("", "eval_")}
     return any(keys & set(entry) for entry in history)
 
 
@@ -54,21 +56,25 @@ def series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [step for step, _ in points], [value for _, value in points]
 
 
-def plot_training_dynamics(run_dirs: list[Path], output: Path, labels: list[str] | None = None) -> Path:
-    """Draw one or two runs' training dynamics into `output` (PNG) and return its path."""
+def draw(histories: list[list[dict]], labels: list[str]):
+    """The figure of one or more runs' log histories, and the points drawn of each metric, by run label.
+
+    One panel per metric group (`PANELS`, and `NLL_PANEL` when a run logged the NLL term); a metric logged at a
+    single step is drawn as a point; the legend sits below the panels, where it covers no line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = labels or [Path(run_dir).resolve().name for run_dir in run_dirs]
-    histories = [log_history(Path(run_dir)) for run_dir in run_dirs]
-    figure, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    panels = list(PANELS)
+    if any("adpo/nll" in entry for history in histories for entry in history):
+        panels.append(NLL_PANEL)
+    columns = (len(panels) + 1) // 2
+    figure, axes = plt.subplots(2, columns, figsize=(5.5 * columns, 7.5), sharex=True, squeeze=False)
     drawn: dict[str, dict[str, int]] = {}
     for run, (label, history) in enumerate(zip(labels, histories)):
-        color = f"C{run}"
         drawn[label] = {}
-        for axis, (title, keys) in zip(axes.flat, PANELS):
+        for axis, (title, keys) in zip(axes.flat, panels):
             for (key, name, style), eval_marker in zip(keys, "ox"):
                 for prefix, marker in (("", None), ("eval_", eval_marker)):
                     steps, values = series(history, prefix + key)
@@ -79,23 +85,38 @@ def plot_training_dynamics(run_dirs: list[Path], output: Path, labels: list[str]
                         steps,
                         values,
                         linestyle=style if marker is None else "none",
-                        marker=marker,
-                        color=color,
+                        marker=marker or ("o" if len(steps) == 1 else None),
+                        color=f"C{run}",
                         label=f"{label}: {name}" + (" (eval)" if prefix else ""),
                     )
             axis.set_title(title)
-    if not any(drawn.values()):
-        raise ValueError(f"{', '.join(map(str, run_dirs))}: no training metrics were logged (set logging_steps).")
+    for index, axis in enumerate(axes.flat[len(panels) :], start=len(panels)):
+        axis.set_visible(False)  # an empty slot: the panel above it shows its steps
+        axes.flat[index - columns].tick_params(labelbottom=True)
+        axes.flat[index - columns].set_xlabel("training step")
     for axis in axes.flat:
         axis.grid(alpha=0.3)
-        if axis.lines:
-            axis.legend(fontsize=7)
     for axis in axes[1]:
         axis.set_xlabel("training step")
+    handles = {line.get_label(): line for axis in axes.flat for line in axis.lines}
     figure.suptitle("Training dynamics: chosen (solid) and rejected (dashed) log-probs, margins, accuracies")
-    figure.tight_layout()
+    if handles:
+        figure.legend(handles.values(), handles.keys(), loc="lower center", ncol=4, fontsize=8, frameon=False)
+    rows_of_legend = (len(handles) + 3) // 4
+    figure.tight_layout(rect=(0, 0.035 * rows_of_legend + 0.01, 1, 1))
+    return figure, drawn
+
+
+def plot_training_dynamics(run_dirs: list[Path], output: Path, labels: list[str] | None = None) -> Path:
+    """Draw one or two runs' training dynamics into `output` (PNG) and return its path."""
+    import matplotlib.pyplot as plt
+
+    labels = labels or [Path(run_dir).resolve().name for run_dir in run_dirs]
+    figure, drawn = draw([log_history(Path(run_dir)) for run_dir in run_dirs], labels)
+    if not any(drawn.values()):
+        plt.close(figure)
+        raise ValueError(f"{', '.join(map(str, run_dirs))}: no training metrics were logged (set logging_steps).")
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     png = io.BytesIO()
     figure.savefig(png, format="png", dpi=110, metadata={"Description": json.dumps(drawn)})
     write_atomically(output, png.getvalue())
