@@ -9,7 +9,8 @@ PYTHON ?= python3
 VENV ?= .venv
 EXTRAS ?= dev,deepspeed,real-model
 BIN := $(VENV)/bin
-TORCH_INDEX := $(if $(shell nvidia-smi -L 2>/dev/null),,--index-url https://download.pytorch.org/whl/cpu)
+GPU := $(shell nvidia-smi -L 2>/dev/null)
+CPU_TORCH := https://download.pytorch.org/whl/cpu
 
 .PHONY: quickstart test lint
 
@@ -25,9 +26,11 @@ lint: $(VENV)/.installed-$(EXTRAS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# (where PyTorch's index cannot be reached, e.g. behind a mirror that serves only PyPI, pip's default torch instead)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet torch $(TORCH_INDEX)
+	$(if $(GPU),$(BIN)/pip install --quiet torch,$(BIN)/pip install --quiet --retries 0 --timeout 20 torch \
+		--index-url $(CPU_TORCH) || $(BIN)/pip install --quiet torch)
 
 # a user's install; skipped where a contributors' install (editable, with the extras) is already there
 $(VENV)/.installed: $(BIN)/python setup.cfg
