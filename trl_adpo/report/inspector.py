@@ -322,8 +322,8 @@ def loss_summary(report: PairReport) -> tuple[str, str]:
     if report.diverges_at is not None:
         gradient = (
             f"Net gradient (a shared token's chosen and rejected terms summed): {shared_prefix(report)} shared tokens "
-            f"get {1 - after_divergence(report, 'gradients'):.0%} of it with this granularity and "
-            f"{1 - after_divergence(report, 'dpo_gradients'):.0%} with DPO; the first differing tokens "
+            f"get {max(0.0, 1 - after_divergence(report, 'gradients')):.0%} of it with this granularity and "
+            f"{max(0.0, 1 - after_divergence(report, 'dpo_gradients')):.0%} with DPO; the first differing tokens "
             f"{after_divergence(report, 'gradients', only_first=True):.0%} and "
             f"{after_divergence(report, 'dpo_gradients', only_first=True):.0%}."
         )
