@@ -142,3 +142,28 @@ def critical_models(quickstart, tmp_path_factory) -> dict[str, Path]:
             ]
         )
     )
+
+
+def tiny_run(quickstart: Path, output_dir: Path, *extra: str) -> list[str]:
+    """Command-line overrides that point a recipe at the quickstart's tiny model and data, for a short CPU run."""
+    return [
+        "--model_name_or_path",
+        str(quickstart / "model"),
+        "--dataset_name",
+        str(quickstart / "train.jsonl"),
+        "--output_dir",
+        str(output_dir),
+        "--bf16",
+        "false",
+        "--max_steps",
+        "2",
+        "--learning_rate",
+        "1e-3",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+        "--max_length",
+        "128",
+        *extra,
+    ]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ON_TRL028
+from conftest import ON_TRL028, tiny_run
 from datasets import Dataset, IterableDataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -29,32 +29,6 @@ from trl_adpo.pipeline.verifiers import gsm8k_answer, load_verifier, normalise_n
 
 COMMAND = Path(sys.executable).parent / "trl-adpo"
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-
-def tiny_run(quickstart: Path, output_dir: Path, *extra: str) -> list[str]:
-    return [
-        "--model_name_or_path",
-        str(quickstart / "model"),
-        "--dataset_name",
-        str(quickstart / "train.jsonl"),
-        "--output_dir",
-        str(output_dir),
-        "--bf16",
-        "false",
-        "--max_steps",
-        "2",
-        "--learning_rate",
-        "1e-3",
-        "--save_strategy",
-        "no",
-        "--disable_tqdm",
-        "true",
-        "--max_length",
-        "128",
-        "--report_to",
-        "none",
-        *extra,
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -583,8 +557,7 @@ def test_a_tracker_that_is_not_installed_names_the_package(train_cli, quickstart
         lambda name, *a: None if name in ("tensorboard", "tensorboardX", "wandb") else real(name, *a),
     )
     for tracker, install in (("tensorboard", "pip install tensorboard"), ("wandb", "pip install wandb")):
-        args = tiny_run(quickstart, tmp_path / "run")
-        args[args.index("--report_to") + 1] = tracker
+        args = tiny_run(quickstart, tmp_path / "run", "--report_to", tracker)
         with pytest.raises(ValueError, match=f"report_to: {tracker} is not installed: {install}"):
             train_cli.run(*train_cli.parse_args(args))
 

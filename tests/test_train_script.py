@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_run
 from peft import AutoPeftModelForCausalLM
 from transformers import AutoModelForCausalLM
 
@@ -58,31 +59,6 @@ def test_every_iterate_config_parses_stage_by_stage(config, tmp_path):
             owner = next(o for o in parsed if hasattr(o, key))
             parsed_value = getattr(owner, key)
             assert value in (parsed_value, getattr(parsed_value, "value", None)) or key == "report_to", (stage, key)
-
-
-def tiny_run(quickstart: Path, output_dir: Path, *extra: str) -> list[str]:
-    """Command-line overrides that point a recipe at the quickstart's tiny model and data, for a short CPU run."""
-    return [
-        "--model_name_or_path",
-        str(quickstart / "model"),
-        "--dataset_name",
-        str(quickstart / "train.jsonl"),
-        "--output_dir",
-        str(output_dir),
-        "--bf16",
-        "false",
-        "--max_steps",
-        "2",
-        "--learning_rate",
-        "1e-3",
-        "--save_strategy",
-        "no",
-        "--disable_tqdm",
-        "true",
-        "--max_length",
-        "128",
-        *extra,
-    ]
 
 
 def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
