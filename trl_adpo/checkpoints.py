@@ -27,10 +27,15 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
     return None
 
 
+def resumes(resume_from_checkpoint: str | bool | None) -> bool:
+    """Whether a `resume_from_checkpoint` value asks to resume (False, None, "" and "false" do not)."""
+    return resume_from_checkpoint not in (None, False, "", "false", "False")
+
+
 def resolve_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: str) -> str | None:
     """The checkpoint to resume from: the one named (True or "true": the newest in `output_dir`), or, when a run
     killed while saving left it half-written, the newest complete one before it, with a warning naming both."""
-    if resume_from_checkpoint in (None, False, "", "false", "False"):
+    if not resumes(resume_from_checkpoint):
         return None
     if resume_from_checkpoint in (True, "true", "True"):
         requested, folder = None, Path(output_dir)

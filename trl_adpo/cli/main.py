@@ -18,7 +18,7 @@ import importlib
 import os
 import sys
 
-from trl_adpo.noise import quiet_third_party_noise
+from trl_adpo.noise import first_line, quiet_third_party_noise
 
 SUBCOMMANDS = {
     "train": ("trl_adpo.cli.train", "Train a model with ADPO from a YAML config and command-line options."),
@@ -97,14 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # a full disk, a model the Hub does not have or cannot be reached for: its first line
         if os.environ.get("TRL_ADPO_TRACEBACK") or not (isinstance(error, OSError) or disk_full(error)):
             raise
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        line = first_line(error)
         if disk_full(error):
-            first_line = (
-                f"the disk is full: a file could not be written ({first_line[:200]}). Free some space and run "
+            line = (
+                f"the disk is full: a file could not be written ({line[:200]}). Free some space and run "
                 "the command again; files written whole before are kept (a run resumes from its last "
                 "complete checkpoint with --resume_from_checkpoint true)."
             )
-        print(f"trl-adpo {name}: error: {first_line}\n(TRL_ADPO_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        print(f"trl-adpo {name}: error: {line}\n(TRL_ADPO_TRACEBACK=1 shows the traceback)", file=sys.stderr)
         return 1
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from trl_adpo.checkpoints import resolve_checkpoint
+from trl_adpo.checkpoints import resolve_checkpoint, resumes
 from trl_adpo.config import ADPOConfig
 from trl_adpo.files import PLOT_FILE
 
@@ -57,7 +57,7 @@ def earlier_run(output_dir: Path) -> list[str]:
 
 
 def resuming(training_args: ADPOConfig) -> bool:
-    return training_args.resume_from_checkpoint not in (None, False, "", "false", "False")
+    return resumes(training_args.resume_from_checkpoint)
 
 
 def check_output_dir(training_args: ADPOConfig, overwrite: bool) -> list[str]:

@@ -40,6 +40,7 @@ from trl_adpo.config import ADPOConfig
 from trl_adpo.data import BadRowError, check_preference_dataset
 from trl_adpo.examples.arithmetic import save_quickstart
 from trl_adpo.files import PLOT_FILE, SECRET_OPTIONS, OutputLock, refuse_output_among_inputs, write_atomically
+from trl_adpo.noise import first_line
 from trl_adpo.pipeline.io import check_model_source, is_data_file, load_data, row_location
 from trl_adpo.report.plots import has_metrics, plot_training_dynamics
 from trl_adpo.report.progress import use_compact_progress
@@ -329,11 +330,10 @@ def hub_reachable(training_args: ADPOConfig) -> Iterator[None]:
         module = type(error).__module__  # httpx's errors may come from a module named httpx2
         if not training_args.push_to_hub or not module.startswith(("huggingface_hub", "requests", "urllib3", "httpx")):
             raise
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(
             f"push_to_hub: could not create or reach {training_args.hub_model_id!r} on the Hugging Face Hub "
-            f"({type(error).__name__}: {first_line}). Check the network and the token; or train with --push_to_hub "
-            "false and upload output_dir afterwards (hf upload)."
+            f"({type(error).__name__}: {first_line(error)}). Check the network and the token; or train with "
+            "--push_to_hub false and upload output_dir afterwards (hf upload)."
         ) from None
 
 

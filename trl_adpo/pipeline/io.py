@@ -16,6 +16,7 @@ from pathlib import Path
 from datasets import DatasetDict, load_dataset
 
 from ..files import write_atomically
+from ..noise import first_line
 
 FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -158,11 +159,10 @@ def readable_weights(name: str, option: str) -> Iterator[None]:
         if not any(sign in text for sign in ("header", "deserializ", "zip archive", "unexpected EOF", "truncated")):
             raise
         damaged = error
-    first_line = str(damaged).strip().splitlines()[0] if str(damaged).strip() else type(damaged).__name__
     raise ValueError(
-        f"{option}: the weights of {name!r} cannot be read ({type(damaged).__name__}: {first_line[:160]}): the file "
-        "is damaged or cut short, as a save that was interrupted or ran out of disk leaves it. Use a complete model, "
-        "or one of the run's checkpoints."
+        f"{option}: the weights of {name!r} cannot be read ({type(damaged).__name__}: {first_line(damaged)[:160]}): "
+        "the file is damaged or cut short, as a save that was interrupted or ran out of disk leaves it. Use a "
+        "complete model, or one of the run's checkpoints."
     ) from None
 
 
