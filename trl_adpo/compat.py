@@ -49,6 +49,10 @@ SURFACES = {
 """For each glue line, the `DPOTrainer` methods it overrides or calls, with their parameters in order."""
 
 
+GLUE_MODULES = {"0.28": "trl_adpo.trainer_trl028", "1.x": "trl_adpo.trainer_trl1"}
+"""The module of each glue line (`trl_adpo.trainer` imports the one of the installed TRL)."""
+
+
 def glue_line(version: Version) -> str:
     """The glue for a TRL version: "0.28" for 0.28.x, "1.x" for anything newer."""
     if version < Version("0.28"):

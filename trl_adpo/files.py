@@ -17,6 +17,12 @@ SECRET_OPTIONS = ("hub_token",)
 run's training_config.yaml, an iterate run's config/ and progress.json)."""
 
 
+def cache_dir() -> Path:
+    """Where the package keeps what it can rebuild (the converted SmolLM2, the subcommands' option indexes):
+    `$TRL_ADPO_CACHE`, by default `~/.cache/trl_adpo`."""
+    return Path(os.environ.get("TRL_ADPO_CACHE", Path.home() / ".cache" / "trl_adpo"))
+
+
 def write_atomically(path: str | Path, data: str | bytes) -> None:
     """Replace `path` with `data` (text as UTF-8; its directory made if need be), through a temporary file beside it
     that is renamed over it once written."""

@@ -38,7 +38,8 @@ from pathlib import Path
 
 import yaml
 
-from trl_adpo.cli.parsing import load_yaml, plain_help
+from trl_adpo.cli.options import load_yaml
+from trl_adpo.cli.parsing import plain_help
 from trl_adpo.critical_models import adapter_base
 from trl_adpo.files import SECRET_OPTIONS, OutputLock, write_atomically
 from trl_adpo.pipeline.rounds import (

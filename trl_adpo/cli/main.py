@@ -1,23 +1,27 @@
 """`trl-adpo SUBCOMMAND ...`: the project's scripts as one installed command.
 
 Each subcommand is a module of `trl_adpo.cli` with a `main(argv)`; it is imported only when it runs, so that
-`trl-adpo --help` answers at once. Before it runs, the noise a user cannot act on is filtered: the bitsandbytes line
-about an optional `kernels` package, deprecation warnings raised inside TRL, transformers and their stack, and
-torch's note that pinned memory needs an accelerator. The project's own warnings always show. Bad input (a
-`ValueError` or `FileNotFoundError`) ends the command with its message and exit status 1, without a traceback
-unless `TRL_ADPO_TRACEBACK=1` is set; so does a training run stopped by a non-finite loss (`FloatingPointError`),
-and a write that finds the disk full. Ctrl-C ends a command with exit status 130 and one line saying what it left
-and how to go on (each subcommand module's `interrupted(argv)`).
+`trl-adpo --help` answers at once, and once a subcommand has run, its help and a mistyped option are answered from its
+option index (`trl_adpo.cli.options`) without importing it. Before it runs, the noise a user cannot act on is
+filtered: the bitsandbytes line about an optional `kernels` package, deprecation warnings raised inside TRL,
+transformers and their stack, and torch's note that pinned memory needs an accelerator. The project's own warnings
+always show. Bad input (a `ValueError` or `FileNotFoundError`) ends the command with its message and exit status 1,
+without a traceback unless `TRL_ADPO_TRACEBACK=1` is set; so does a training run stopped by a non-finite loss
+(`FloatingPointError`), and a write that finds the disk full. Ctrl-C ends a command with exit status 130 and one line
+saying what it left and how to go on (each subcommand module's `interrupted(argv)`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import errno
 import importlib
+import io
 import os
 import sys
 
+from trl_adpo.cli.options import answer_quickly, help_request, remember
 from trl_adpo.noise import first_line, quiet_third_party_noise
 
 SUBCOMMANDS = {
@@ -82,9 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trl-adpo: unknown subcommand {name!r}.{hint}\n\n{usage()}", file=sys.stderr)
         return 2
     quiet_third_party_noise()
-    module = importlib.import_module(SUBCOMMANDS[name][0])
+    module = None
     try:
-        return module.main(argv[1:]) or 0
+        answered = answer_quickly(name, argv[1:])  # help and bad options from the index, without importing TRL
+        if answered is not None:
+            return answered
+        module = importlib.import_module(SUBCOMMANDS[name][0])
+        return run(module, name, argv[1:])
     except KeyboardInterrupt:  # Ctrl-C: where things stand and how to go on, in one line
         hint = getattr(module, "interrupted", lambda argv: "")(argv[1:])
         print(f"\ntrl-adpo {name}: interrupted. {hint}".rstrip(), file=sys.stderr)
@@ -106,6 +114,23 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"trl-adpo {name}: error: {line}\n(TRL_ADPO_TRACEBACK=1 shows the traceback)", file=sys.stderr)
         return 1
+
+
+def run(module, name: str, argv: list[str]) -> int:
+    """Run the subcommand `module`; a bare help request's text is kept in its index (`trl_adpo.cli.options`)."""
+    key = help_request(argv)
+    if key is None:
+        return module.main(argv) or 0
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        try:
+            module.main(argv)
+        except SystemExit as done:  # argparse ends a help request so
+            if done.code not in (0, None):
+                raise
+    print(text.getvalue(), end="")
+    remember(name, help={key: text.getvalue()})
+    return 0
 
 
 def disk_full(error: BaseException) -> bool:

