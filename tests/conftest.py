@@ -22,6 +22,12 @@ ON_THE_DEFAULT_LINE_ONLY = pytest.mark.skipif(
     "lines, and the trainer it calls is tested on each",
 )
 """For the checks that benchmark scripts run and print what they measure (CI runs the suite on both TRL lines)."""
+AS_A_DEFAULT_INSTALL_RUNS = pytest.mark.skipif(
+    ON_TRL028,
+    reason="the pages' commands run as a default install (TRL 1.x) runs them; the commands they call are tested on "
+    "both lines (test_cli, test_train_script)",
+)
+"""For the documentation's commands, which a user runs on the default install."""
 
 
 def token_ids(row: dict, part: str) -> list[int]:

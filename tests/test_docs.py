@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import AS_A_DEFAULT_INSTALL_RUNS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -30,6 +31,7 @@ def commands(page: Path) -> list[str]:
 RUN_PAGES = [page for page in PAGES if commands(page)]
 
 
+@AS_A_DEFAULT_INSTALL_RUNS
 @pytest.mark.parametrize("page", RUN_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_runnable_commands_of_a_page_run_in_order(page, tmp_path):
     (tmp_path / "configs").symlink_to(ROOT / "configs")
