@@ -1,7 +1,7 @@
 """How long `trl-adpo` takes to answer what needs no model: help, `env` and a one-line argument error.
 
     python scripts/bench_startup.py            # each command once cold, then 3 times warm (the median)
-    python scripts/bench_startup.py --repeats 5
+    python scripts/bench_startup.py --repeats 5 --only train   # the commands that hold "train"
 
 Each command runs in a fresh process, as a user types it. "first" is its first run with an empty option index (a
 fresh `TRL_ADPO_CACHE`: the subcommand is imported, and its index written); "then" the median of the runs after it,
@@ -40,12 +40,16 @@ def wall_time(argv: list[str], cache: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="warm runs of each command (default 3)")
+    parser.add_argument("--only", default="", metavar="TEXT", help="only the commands that hold TEXT")
     args = parser.parse_args()
+    chosen = [command for command in COMMANDS if args.only in " ".join(command)]
+    if not chosen:
+        parser.error(f"--only {args.only!r}: no command holds it")
     executable = Path(sys.executable).parent / "trl-adpo"
-    width = max(len(" ".join(command)) for command in COMMANDS)
+    width = max(len(" ".join(command)) for command in chosen)
     print(f"{'command':<{width}}  {'first s':>7}  {'then s':>6}")
-    for command in COMMANDS:
+    for command in chosen:
         argv = [str(executable), *command[1:]]
         with tempfile.TemporaryDirectory() as cache:
             first = wall_time(argv, cache)

@@ -1,6 +1,7 @@
 """The generation and grading benchmarks run: `scripts/bench_generation.py --quick` (the tiny model, greedy and
-sampled, the package's path against the plain `model.generate` loop) and a small `scripts/bench_verifiers.py`. They
-print figures, which no test times; these check that they run and that their equality checks hold."""
+sampled, the package's path against the plain `model.generate` loop), a small `scripts/bench_verifiers.py` and one
+command of `scripts/bench_startup.py` (a first and a warm start of `trl-adpo`). They print figures, which no test
+times; these check that they run and that their equality checks hold."""
 
 from __future__ import annotations
 
@@ -46,3 +47,10 @@ def test_the_grading_benchmark_gives_the_same_verdicts_every_way():
     output = run("bench_verifiers.py", "--completions", "20", "--problems", "80", "--repeats", "1")
     rows = [line for line in output.splitlines() if line.strip().startswith("Grader")]
     assert len(rows) == 2 and all(line.rstrip().endswith("True") for line in rows)
+
+
+def test_the_startup_benchmark_times_a_first_and_a_warm_run():
+    output = run("bench_startup.py", "--only", "pairs --help", "--repeats", "1").splitlines()
+    assert output[0].split() == ["command", "first", "s", "then", "s"]
+    row = output[1].split()
+    assert row[:3] == ["trl-adpo", "pairs", "--help"] and all(float(figure) > 0 for figure in row[3:])
