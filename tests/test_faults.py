@@ -313,6 +313,9 @@ def test_ctrl_c_during_train_exits_130_naming_the_checkpoint_and_leaves_nothing_
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # the Ctrl-C of a terminal, also where pytest itself runs in the background: a shell starts background jobs
+        # with SIGINT ignored, which the command would inherit (and then rightly train on)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     while not (output / "checkpoint-5" / "trainer_state.json").is_file() and process.poll() is None:
