@@ -98,11 +98,16 @@ def answer_quickly(command: str, argv: list[str]) -> int | None:
         return 0
     if "options" not in index or any(arg in HELP_FLAGS for arg in argv):
         return None
-    check_options(argv, index, f"trl-adpo {command}")
+    check_arguments(argv, index, f"trl-adpo {command}")
+    return None
+
+
+def check_arguments(argv: list[str], index: dict, prog: str) -> None:
+    """Refuse an unknown option of `argv` or a bad `--config` file, by the index of the command `prog`."""
+    check_options(argv, index, prog)
     config = config_file(argv)
     if config is not None:
-        check_config_file(config, index, f"trl-adpo {command}")
-    return None
+        check_config_file(config, index, prog)
 
 
 def parser_index(parser) -> dict:
@@ -137,13 +142,18 @@ def check_options(argv: list[str], index: dict, prog: str) -> None:
 
 def config_file(argv: list[str]) -> Path | None:
     """The file of `--config FILE` or `--config=FILE` in `argv`, if any."""
-    argv = [part for arg in argv for part in (arg.split("=", 1) if arg.startswith("--config=") else [arg])]
+    argv = split_config_flag(argv)
     if "--config" not in argv:
         return None
     position = argv.index("--config") + 1
     if position == len(argv) or argv[position].startswith("--"):
         raise ValueError("--config needs a file: --config run.yaml")
     return Path(argv[position])
+
+
+def split_config_flag(argv: list[str]) -> list[str]:
+    """`argv` with `--config=FILE` written as `--config FILE`, as TrlParser reads it."""
+    return [part for arg in argv for part in (arg.split("=", 1) if arg.startswith("--config=") else [arg])]
 
 
 def check_config_file(path: Path, index: dict, prog: str) -> None:

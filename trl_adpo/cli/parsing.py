@@ -7,7 +7,7 @@ import re
 
 from trl import TrlParser
 
-from trl_adpo.cli.options import check_config_file, check_options, config_file, parser_index, remember
+from trl_adpo.cli.options import check_arguments, parser_index, remember, split_config_flag
 
 
 def plain_help(docstring: str) -> str:
@@ -57,9 +57,5 @@ class ConfigParser(TrlParser):
         config key is refused first (`trl_adpo.cli.options`, which keeps this parser's index for the next time)."""
         index = parser_index(self)
         remember(self.prog.removeprefix("trl-adpo "), **index)
-        check_options(argv, index, self.prog)
-        config = config_file(argv)
-        if config is not None:
-            check_config_file(config, index, self.prog)
-        argv = [part for arg in argv for part in (arg.split("=", 1) if arg.startswith("--config=") else [arg])]
-        return self.parse_args_and_config(args=argv)
+        check_arguments(argv, index, self.prog)
+        return self.parse_args_and_config(args=split_config_flag(argv))
