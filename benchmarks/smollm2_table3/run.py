@@ -64,6 +64,7 @@ METHODS = {
 ONCE = {"ADPO k=1": "--granularity static --window_size 1"}
 """Methods run for seed 0 only: static k = 1 equals m = 256 where no completion is longer than 256 tokens."""
 CRITICAL = ("cDPO", "cADPO")
+CHEAP_STAGES = ("model", "problems")
 GRANULARITY_OPTIONS = {
     "DPO": dict(granularity="adaptive", num_segments=1),
     "ADPO m=2": dict(granularity="adaptive", num_segments=2),
@@ -189,14 +190,40 @@ class Run:
         for stage, command, leaves in self.stage_commands():
             if pilot and stage == "train-critical":
                 continue
-            if stage not in done or not (ROOT / leaves).exists():
+            # the model and problems stages take seconds and are run every time: the model's stage writes the demo's
+            # one-operation problems beside it, which only the problems stage replaces with the setting's
+            if stage in CHEAP_STAGES or stage not in done or not (ROOT / leaves).exists():
                 wall = run(command)
                 if stage == "sample":
                     (ROOT / leaves).write_text("")  # sampling resumes its own file: this marks it finished
                 done[stage] = {"command": command, "wall_s": round(wall, 1)}
                 self.results.mkdir(parents=True, exist_ok=True)
                 write_atomically(self.stages_file, json.dumps(done, indent=1))
+            if stage == "problems":
+                self.check_problems()
         return done
+
+    def check_problems(self) -> None:
+        """Refuse to go on where the problems written now are not those the committed data was made from (the base
+        evaluation's references, the samples' prompts): cells would be measured on other problems than the base."""
+        heldout = read_jsonl(ROOT / self.work / "heldout.jsonl")
+        problems = read_jsonl(ROOT / self.work / "problems.jsonl")
+        base_file, samples_file = ROOT / self.data / "base.json", ROOT / self.data / "samples.jsonl"
+        mismatches = []
+        if base_file.is_file():
+            for row in json.loads(base_file.read_text())["problems"]:
+                if heldout[row["problem_id"]]["answer"] != row["reference"]:
+                    mismatches.append(f"{base_file.relative_to(ROOT)}: problem {row['problem_id']}")
+        if samples_file.is_file():
+            for row in read_jsonl(samples_file):
+                if problems[row["problem_id"]]["question"] != row["prompt"][0]["content"]:
+                    mismatches.append(f"{samples_file.relative_to(ROOT)}: problem {row['problem_id']}")
+        if mismatches:
+            raise SystemExit(
+                f"{self.work}: the problems written now differ from those of {len(mismatches)} committed rows (first: "
+                f"{mismatches[0]}): the word problem generator or the setting changed. Give the changed setting a new "
+                "name in SETTINGS instead of reusing this one's results."
+            )
 
     def cell(self, method: str, seed: int) -> None:
         """Train and evaluate one cell, then write its file (the only thing that marks it done)."""
