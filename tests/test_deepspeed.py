@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import ON_TRL028
 from safetensors.torch import load_file
 
@@ -39,6 +40,9 @@ SETUPS = {
     "precomputed-reference": ["--precompute_ref_log_probs", "true"],
     "cadpo": [],  # the two critical-token models are added by the test
 }
+
+
+LEARNING_RATE = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())["learning_rate"]
 
 
 def run_args(quickstart: Path, output_dir: Path, batch_size: int, extra: list[str]) -> list[str]:
@@ -159,11 +163,15 @@ def test_deepspeed_gives_the_losses_and_weights_of_one_process(
     assert expected_weights.keys() == weights.keys()
     worst = max((tensor - expected_weights[name]).abs().max().item() for name, tensor in weights.items())
     print(
-        f"ZeRO-{stage} {setup}: largest weight difference {worst:.2e}, largest loss difference "
-        f"{max(abs(a['loss'] - b['loss']) for a, b in zip(one, two)):.2e}"
+        f"ZeRO-{stage} {setup}: largest weight difference {worst:.2e} ({worst / LEARNING_RATE:.2%} of a step), "
+        f"largest loss difference {max(abs(a['loss'] - b['loss']) for a, b in zip(one, two)):.2e}"
     )
+    # Adam moves every weight by about one learning rate a step whatever the scale of its gradient, so the summation
+    # order of two processes, which is noise only on gradients near zero, shows as a small fraction of a step
+    # (measured: at most 0.43% of one); a lost half batch moves a weight by whole steps (measured: 5.9 steps)
+    tolerance = LEARNING_RATE / 20
     for name, tensor in weights.items():
-        torch.testing.assert_close(tensor, expected_weights[name], rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(tensor, expected_weights[name], rtol=0, atol=tolerance, msg=name)
     if setup == "lora":  # the adapters trained: LoRA's B matrices start at zero
         assert any(tensor.abs().sum() > 0 for name, tensor in weights.items() if "lora_B" in name)
     else:
