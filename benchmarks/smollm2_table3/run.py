@@ -92,9 +92,19 @@ class Setting:
     learning_rate: float = 5e-5
     epochs: int = 2
     seeds: tuple[int, ...] = (0, 1, 2)
+    samples_of: str | None = None
+    """Another setting whose base evaluation and samples this one reuses (it must ask the same problems and sample
+    them alike): only its pairs and training differ."""
 
 
-SETTINGS = {"mixed-1-2": Setting()}
+SAMPLED = ("operations", "train_problems", "heldout_problems", "n", "temperature", "max_new_tokens")
+"""The fields that fix the problems, the base evaluation and the samples."""
+SHARED_STAGES = ("evaluate base", "sample")
+"""The stages a setting with `samples_of` takes from that setting instead of running them."""
+SETTINGS = {
+    "mixed-1-2": Setting(),
+    "mixed-1-2-lr2e-4": Setting(learning_rate=2e-4, samples_of="mixed-1-2"),
+}
 """Every setting tried, by name; results/NAME/ holds what each measured."""
 CHOSEN = "mixed-1-2"
 
@@ -111,12 +121,21 @@ class Run:
         self.data = self.results.relative_to(ROOT) / "data"
         """The shared stages' costly outputs (base evaluation, samples, pairs), committed with the cells so that a
         later session on a fresh machine resumes them instead of running them again."""
+        self.source = self.setting.samples_of or name
+        self.sampled = HERE.relative_to(ROOT) / "results" / self.source / "data"
+        """Where the base evaluation and the samples are: this setting's data, or that of `samples_of`."""
+        differing = [f for f in SAMPLED if getattr(self.setting, f) != getattr(SETTINGS[self.source], f)]
+        if differing:
+            raise SystemExit(
+                f"setting {name}: samples_of={self.source}, but {', '.join(differing)} differ from that setting's: "
+                "the shared samples would not be this setting's. Drop samples_of or make those fields equal."
+            )
 
     # --- the commands ------------------------------------------------------------------------------------------
 
     def stage_commands(self) -> list[tuple[str, str, str]]:
         """(stage, command, the file it leaves) of the shared stages, in order."""
-        s, w, d = self.setting, self.work, self.data
+        s, w, d, sd = self.setting, self.work, self.data, self.sampled
         sampling = f"--n {s.n} --temperature {s.temperature} --max_new_tokens {s.max_new_tokens}"
         return [
             ("model", f"python -m trl_adpo.examples.smollm2 {w}", f"{w}/model/config.json"),
@@ -130,25 +149,25 @@ class Run:
                 "evaluate base",
                 f"trl-adpo evaluate --config {CONFIGS}/evaluate.yaml --dataset_name {w}/heldout.jsonl "
                 f"--model_name_or_path {w}/model --max_new_tokens {s.max_new_tokens} "
-                f"--output {d}/base.json",
-                f"{d}/base.json",
+                f"--output {sd}/base.json",
+                f"{sd}/base.json",
             ),
             (
                 "sample",
                 f"trl-adpo sample --config {CONFIGS}/sample.yaml --dataset_name {w}/problems.jsonl "
-                f"--model_name_or_path {w}/model {sampling} --output {d}/samples.jsonl",
-                f"{d}/samples.jsonl.done",
+                f"--model_name_or_path {w}/model {sampling} --output {sd}/samples.jsonl",
+                f"{sd}/samples.jsonl.done",
             ),
             (
                 "pairs",
-                f"trl-adpo pairs --samples {d}/samples.jsonl --output {d}/pairs.jsonl "
+                f"trl-adpo pairs --samples {sd}/samples.jsonl --output {d}/pairs.jsonl "
                 f"--pairs_per_problem {s.pairs_per_problem} --critical_samples {d}/critical.jsonl",
                 f"{d}/pairs.jsonl",
             ),
             (
                 "train-critical",
                 f"trl-adpo train-critical --config {CONFIGS}/critical.yaml --model_name_or_path "
-                f"{w}/model --dataset_name {d}/samples.jsonl --output_dir {w}/critical",
+                f"{w}/model --dataset_name {sd}/samples.jsonl --output_dir {w}/critical",
                 f"{w}/critical/negative/adapter_config.json",
             ),
         ]
@@ -190,6 +209,9 @@ class Run:
         for stage, command, leaves in self.stage_commands():
             if pilot and stage == "train-critical":
                 continue
+            if self.source != self.name and stage in SHARED_STAGES:
+                done[stage] = self.shared_stage(stage, leaves)
+                continue
             # the model and problems stages take seconds and are run every time: the model's stage writes the demo's
             # one-operation problems beside it, which only the problems stage replaces with the setting's
             if stage in CHEAP_STAGES or stage not in done or not (ROOT / leaves).exists():
@@ -203,12 +225,23 @@ class Run:
                 self.check_problems()
         return done
 
+    def shared_stage(self, stage: str, leaves: str) -> dict:
+        """The record of a stage `samples_of` ran, which this setting reuses."""
+        source_stages = HERE / "results" / self.source / "stages.json"
+        record = json.loads(source_stages.read_text()).get(stage) if source_stages.is_file() else None
+        if record is None or not (ROOT / leaves).exists():
+            raise SystemExit(
+                f"setting {self.name} reuses the {stage} stage of setting {self.source}, which has not run it: run "
+                f"`python benchmarks/smollm2_table3/run.py --setting {self.source} --pilot` first."
+            )
+        return {**record, "shared_with": self.source}
+
     def check_problems(self) -> None:
         """Refuse to go on where the problems written now are not those the committed data was made from (the base
         evaluation's references, the samples' prompts): cells would be measured on other problems than the base."""
         heldout = read_jsonl(ROOT / self.work / "heldout.jsonl")
         problems = read_jsonl(ROOT / self.work / "problems.jsonl")
-        base_file, samples_file = ROOT / self.data / "base.json", ROOT / self.data / "samples.jsonl"
+        base_file, samples_file = ROOT / self.sampled / "base.json", ROOT / self.sampled / "samples.jsonl"
         mismatches = []
         if base_file.is_file():
             for row in json.loads(base_file.read_text())["problems"]:
@@ -271,7 +304,7 @@ class Run:
             for c in map(json.loads, map(Path.read_text, sorted(self.cells.glob("*.json"))))
         }
         stages = json.loads(self.stages_file.read_text()) if self.stages_file.is_file() else {}
-        base_file = ROOT / self.data / "base.json"
+        base_file = ROOT / self.sampled / "base.json"
         if not base_file.is_file() and not (self.results / "results.json").is_file():
             raise SystemExit(f"{self.name}: no base evaluation yet: run the stages first.")
         saved = (
@@ -561,7 +594,12 @@ def render(raw: dict, cells: dict, by_method: dict) -> str:
         "",
         "| step | command | wall time |",
         "|---|---|---|",
-        *[f"| {stage} | `{r['command']}` | {r['wall_s']:.0f} s |" for stage, r in s["stages"].items()],
+        *[
+            f"| {stage} | `{r['command']}` | {r['wall_s']:.0f} s"
+            + (f" (run once, for setting {r['shared_with']})" if "shared_with" in r else "")
+            + " |"
+            for stage, r in s["stages"].items()
+        ],
         *[
             f"| {c['method']} seed {c['seed']}: {step['step']} | `{step['command']}` | {step['wall_s']:.0f} s |"
             for c in sorted(cells.values(), key=lambda c: (c["seed"], c["method"]))
