@@ -1,0 +1,78 @@
+"""The Table 3 runner's bookkeeping (benchmarks/smollm2_table3/run.py), without a model: a setting that reuses
+another's samples never runs (or overwrites) that setting's base evaluation and sampling, and is refused where its
+problems or sampling differ or where the other setting has not run them yet."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    """The runner module with its repository root in tmp_path and `run` recording the commands instead."""
+    spec = importlib.util.spec_from_file_location("table3_run", ROOT / "benchmarks" / "smollm2_table3" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    monkeypatch.setattr(module, "HERE", tmp_path / "bench")
+    source, sharing = module.Setting(), module.Setting(learning_rate=1e-4, samples_of="source")
+    monkeypatch.setattr(module, "SETTINGS", {"source": source, "sharing": sharing})
+    module.ran = []
+
+    def run(command: str) -> float:
+        module.ran.append(command)
+        argv = shlex.split(command)
+        if "word_problems" in command:  # the problems stage: the files check_problems reads
+            for name in ("heldout.jsonl", "problems.jsonl"):
+                (tmp_path / argv[3] / name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / argv[3] / name).write_text("")
+        if argv[:2] == ["trl-adpo", "pairs"]:
+            (tmp_path / argv[argv.index("--output") + 1]).write_text("")
+        return 0.0
+
+    monkeypatch.setattr(module, "run", run)
+    return module
+
+
+def write_source_stages(runner, tmp_path: Path) -> None:
+    data = tmp_path / "bench" / "results" / "source" / "data"
+    data.mkdir(parents=True)
+    (data / "base.json").write_text(json.dumps({"problems": []}))
+    (data / "samples.jsonl").write_text("")
+    (data / "samples.jsonl.done").write_text("")
+    stages = {"evaluate base": {"command": "trl-adpo evaluate ...", "wall_s": 150.0}}
+    stages["sample"] = {"command": "trl-adpo sample ...", "wall_s": 6000.0}
+    (data.parent / "stages.json").write_text(json.dumps(stages))
+
+
+def test_a_sharing_setting_reads_the_source_samples_and_runs_only_its_own_stages(runner, tmp_path):
+    write_source_stages(runner, tmp_path)
+    stages = runner.Run("sharing").stages(pilot=True)
+    assert not any(c.startswith(("trl-adpo evaluate", "trl-adpo sample")) for c in runner.ran), runner.ran
+    (pairs,) = [c for c in runner.ran if c.startswith("trl-adpo pairs")]
+    assert "--samples bench/results/source/data/samples.jsonl" in pairs
+    assert "--output bench/results/sharing/data/pairs.jsonl" in pairs
+    assert stages["sample"] == {"command": "trl-adpo sample ...", "wall_s": 6000.0, "shared_with": "source"}
+    assert json.loads((tmp_path / "bench" / "results" / "source" / "data" / "base.json").read_text()) == {
+        "problems": []
+    }
+
+
+def test_a_sharing_setting_is_refused_before_its_source_has_sampled(runner):
+    with pytest.raises(SystemExit, match="setting sharing reuses the evaluate base stage of setting source"):
+        runner.Run("sharing").stages(pilot=True)
+
+
+def test_a_sharing_setting_with_other_problems_or_sampling_is_refused(runner):
+    runner.SETTINGS["sharing"] = runner.Setting(max_new_tokens=128, n=4, samples_of="source")
+    with pytest.raises(SystemExit, match="but n, max_new_tokens differ from that setting's"):
+        runner.Run("sharing")
