@@ -56,7 +56,7 @@ def write_source_stages(runner, tmp_path: Path) -> None:
 
 def test_a_sharing_setting_reads_the_source_samples_and_runs_only_its_own_stages(runner, tmp_path):
     write_source_stages(runner, tmp_path)
-    stages = runner.Run("sharing").stages(pilot=True)
+    stages = runner.Run("sharing").stages(critical=False)
     assert not any(c.startswith(("trl-adpo evaluate", "trl-adpo sample")) for c in runner.ran), runner.ran
     (pairs,) = [c for c in runner.ran if c.startswith("trl-adpo pairs")]
     assert "--samples bench/results/source/data/samples.jsonl" in pairs
@@ -69,7 +69,7 @@ def test_a_sharing_setting_reads_the_source_samples_and_runs_only_its_own_stages
 
 def test_a_sharing_setting_is_refused_before_its_source_has_sampled(runner):
     with pytest.raises(SystemExit, match="setting sharing reuses the evaluate base stage of setting source"):
-        runner.Run("sharing").stages(pilot=True)
+        runner.Run("sharing").stages(critical=False)
 
 
 def test_a_sharing_setting_with_other_problems_or_sampling_is_refused(runner):

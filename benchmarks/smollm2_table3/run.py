@@ -4,6 +4,7 @@ pairs of multi-step word problems, several training seeds, greedy accuracy on 50
     python benchmarks/smollm2_table3/run.py                  # every stage and cell not done yet (resumable)
     python benchmarks/smollm2_table3/run.py --pilot          # the base model and DPO seeds 0-1 only: does DPO help?
     python benchmarks/smollm2_table3/run.py --report         # rebuild the summary from the cells written so far
+    python benchmarks/smollm2_table3/run.py --methods "ADPO m=256"   # one method's cells, every seed
     python benchmarks/smollm2_table3/run.py --setting NAME   # another setting of SETTINGS (default: the chosen one)
 
 Every step is a `trl-adpo` command a user could type (listed with its wall time in the summary), run in the
@@ -192,22 +193,25 @@ class Run:
             ),
         ]
 
-    def cells_to_run(self, pilot: bool) -> list[tuple[str, int]]:
+    def cells_to_run(self, pilot: bool = False, methods: tuple[str, ...] = ()) -> list[tuple[str, int]]:
+        """The (method, seed) cells, seed by seed: the whole set, the pilot's two DPO seeds, or `methods` only."""
         if pilot:
             return [(DPO, seed) for seed in self.setting.seeds[:2]]
-        return [(method, seed) for seed in self.setting.seeds for method in METHODS] + [(m, 0) for m in ONCE]
+        cells = [(method, seed) for seed in self.setting.seeds for method in METHODS] + [(m, 0) for m in ONCE]
+        return [(method, seed) for method, seed in cells if not methods or method in methods]
 
     def cell_path(self, method: str, seed: int) -> Path:
         return self.cells / f"{slug(method)}-seed{seed}.json"
 
     # --- running -----------------------------------------------------------------------------------------------
 
-    def stages(self, pilot: bool) -> dict:
-        """Run the shared stages not done yet; their record (command, wall time) in stages.json."""
+    def stages(self, critical: bool) -> dict:
+        """Run the shared stages not done yet (train-critical only if `critical`); their record (command, wall time)
+        in stages.json."""
         done = json.loads(self.stages_file.read_text()) if self.stages_file.is_file() else {}
         (ROOT / self.data).mkdir(parents=True, exist_ok=True)
         for stage, command, leaves in self.stage_commands():
-            if pilot and stage == "train-critical":
+            if not critical and stage == "train-critical":
                 continue
             if self.source != self.name and stage in SHARED_STAGES:
                 done[stage] = self.shared_stage(stage, leaves)
@@ -298,7 +302,7 @@ class Run:
 
     # --- the summary -------------------------------------------------------------------------------------------
 
-    def report(self, pilot: bool) -> str:
+    def report(self) -> str:
         cells = {
             (c["method"], c["seed"]): c
             for c in map(json.loads, map(Path.read_text, sorted(self.cells.glob("*.json"))))
@@ -323,7 +327,7 @@ class Run:
                 saved["base_cut"],
                 saved["completion_lengths"],
             )
-        expected = self.cells_to_run(pilot=False)
+        expected = self.cells_to_run()
         complete = all(key in cells for key in expected)
         by_method: dict[str, list[dict]] = {}
         for (method, _seed), cell in sorted(cells.items(), key=lambda item: item[0][1]):
@@ -627,16 +631,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--setting", default=CHOSEN, choices=sorted(SETTINGS))
     parser.add_argument("--pilot", action="store_true", help="the base model and DPO seeds 0 and 1 only")
+    parser.add_argument(
+        "--methods", nargs="+", default=(), choices=[*METHODS, *ONCE], help="only these methods' cells, every seed"
+    )
     parser.add_argument("--report", action="store_true", help="only rebuild the summary from the cells written")
     args = parser.parse_args()
     experiment = Run(args.setting)
     if not args.report:
-        experiment.stages(args.pilot)
-        for method, seed in experiment.cells_to_run(args.pilot):
+        cells = experiment.cells_to_run(args.pilot, tuple(args.methods))
+        experiment.stages(critical=any(method in CRITICAL for method, _ in cells))
+        for method, seed in cells:
             if not experiment.cell_path(method, seed).is_file():
                 experiment.cell(method, seed)
-                experiment.report(args.pilot)
-    print(experiment.report(args.pilot))
+                experiment.report()
+    print(experiment.report())
 
 
 if __name__ == "__main__":
