@@ -105,6 +105,7 @@ SHARED_STAGES = ("evaluate base", "sample")
 SETTINGS = {
     "mixed-1-2": Setting(),
     "mixed-1-2-lr2e-4": Setting(learning_rate=2e-4, samples_of="mixed-1-2"),
+    "mixed-1-2-lr5e-4": Setting(learning_rate=5e-4, samples_of="mixed-1-2"),
 }
 """Every setting tried, by name; results/NAME/ holds what each measured."""
 CHOSEN = "mixed-1-2"
