@@ -76,3 +76,12 @@ def test_a_sharing_setting_with_other_problems_or_sampling_is_refused(runner):
     runner.SETTINGS["sharing"] = runner.Setting(max_new_tokens=128, n=4, samples_of="source")
     with pytest.raises(SystemExit, match="but n, max_new_tokens differ from that setting's"):
         runner.Run("sharing")
+
+
+def test_a_setting_with_a_schedule_passes_it_to_train_and_the_constant_one_keeps_train_yaml(runner):
+    runner.SETTINGS["cosine"] = runner.Setting(lr_scheduler_type="cosine", warmup_steps=10)
+    cosine_train, constant_train = (runner.Run(name).cell_commands("DPO", 0)[0] for name in ("cosine", "source"))
+    argv = shlex.split(cosine_train[1])
+    assert argv[argv.index("--lr_scheduler_type") + 1] == "cosine"
+    assert argv[argv.index("--warmup_steps") + 1] == "10"
+    assert "--lr_scheduler_type" not in constant_train[1] and "--warmup_steps" not in constant_train[1]

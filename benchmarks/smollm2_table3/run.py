@@ -92,6 +92,8 @@ class Setting:
     pairs_per_problem: int = 2
     learning_rate: float = 5e-5
     epochs: int = 2
+    lr_scheduler_type: str = "constant"
+    warmup_steps: int = 0
     seeds: tuple[int, ...] = (0, 1, 2)
     samples_of: str | None = None
     """Another setting whose base evaluation and samples this one reuses (it must ask the same problems and sample
@@ -106,6 +108,14 @@ SETTINGS = {
     "mixed-1-2": Setting(),
     "mixed-1-2-lr2e-4": Setting(learning_rate=2e-4, samples_of="mixed-1-2"),
     "mixed-1-2-lr5e-4": Setting(learning_rate=5e-4, samples_of="mixed-1-2"),
+    "mixed-1-2-ppp4-cosine": Setting(
+        pairs_per_problem=4,
+        learning_rate=2e-4,
+        epochs=1,
+        lr_scheduler_type="cosine",
+        warmup_steps=10,
+        samples_of="mixed-1-2",
+    ),
 }
 """Every setting tried, by name; results/NAME/ holds what each measured."""
 CHOSEN = "mixed-1-2"
@@ -179,6 +189,8 @@ class Run:
         run = f"{w}/runs/{slug(method)}-seed{seed}"
         rate = s.learning_rate * (2 if method in CRITICAL else 1)
         options = {**METHODS, **ONCE}[method].format(critical=f"{w}/critical")
+        if (s.lr_scheduler_type, s.warmup_steps) != ("constant", 0):  # train.yaml's: the first settings' commands
+            options += f" --lr_scheduler_type {s.lr_scheduler_type} --warmup_steps {s.warmup_steps}"
         return [
             (
                 "train",
@@ -524,7 +536,8 @@ def render(raw: dict, cells: dict, by_method: dict) -> str:
         "problem); "
         f"{s['heldout_problems']} held-out problems, greedy, max_new_tokens {s['max_new_tokens']} (the base model's "
         f"completions cut there: {100 * s['base_cut']:.1f}%). Every method: LoRA r = 16 on all linear layers, "
-        f"{s['epochs']} epochs, lr {s['learning_rate']:g} (cDPO and cADPO {2 * s['learning_rate']:g}), beta 0.1, the "
+        f"{s['epochs']} epochs, lr {s['learning_rate']:g} (cDPO and cADPO {2 * s['learning_rate']:g}; schedule "
+        f"{s['lr_scheduler_type']}, {s['warmup_steps']} warmup steps), beta 0.1, the "
         "chosen completions' NLL beside the preference loss (weight 1), the same pairs and options otherwise.",
         "",
         f"Completion lengths in the pairs (tokens): chosen median {lengths['chosen']['median']:g} (10th-90th "
