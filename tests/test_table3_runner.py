@@ -85,3 +85,9 @@ def test_a_setting_with_a_schedule_passes_it_to_train_and_the_constant_one_keeps
     assert argv[argv.index("--lr_scheduler_type") + 1] == "cosine"
     assert argv[argv.index("--warmup_steps") + 1] == "10"
     assert "--lr_scheduler_type" not in constant_train[1] and "--warmup_steps" not in constant_train[1]
+
+
+def test_a_setting_sharing_an_unknown_setting_is_refused_by_name(runner):
+    runner.SETTINGS["sharing"] = runner.Setting(samples_of="sourse")
+    with pytest.raises(SystemExit, match="samples_of=sourse is not a setting; the settings are source, sharing"):
+        runner.Run("sharing")

@@ -136,6 +136,10 @@ class Run:
         self.source = self.setting.samples_of or name
         self.sampled = HERE.relative_to(ROOT) / "results" / self.source / "data"
         """Where the base evaluation and the samples are: this setting's data, or that of `samples_of`."""
+        if self.source not in SETTINGS:
+            raise SystemExit(
+                f"setting {name}: samples_of={self.source} is not a setting; the settings are {', '.join(SETTINGS)}."
+            )
         differing = [f for f in SAMPLED if getattr(self.setting, f) != getattr(SETTINGS[self.source], f)]
         if differing:
             raise SystemExit(
