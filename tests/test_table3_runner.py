@@ -91,3 +91,19 @@ def test_a_setting_sharing_an_unknown_setting_is_refused_by_name(runner):
     runner.SETTINGS["sharing"] = runner.Setting(samples_of="sourse")
     with pytest.raises(SystemExit, match="samples_of=sourse is not a setting; the settings are source, sharing"):
         runner.Run("sharing")
+
+
+def test_the_summary_is_rebuilt_on_a_checkout_without_the_model_from_what_results_json_kept(runner, tmp_path):
+    write_source_stages(runner, tmp_path)  # base.json is committed, the converted model is not
+    committed = ROOT / "benchmarks" / "smollm2_table3" / "results" / "mixed-1-2-ppp4-cosine" / "results.json"
+    (tmp_path / "bench" / "results" / "sharing").mkdir(parents=True)
+    (tmp_path / "bench" / "results" / "sharing" / "results.json").write_text(committed.read_text())
+    summary = runner.Run("sharing").report()
+    assert "the base model's completions cut there: 12.4%" in summary
+    assert "| SmolLM2-135M-Instruct (base) | 16.4% |" in summary
+
+
+def test_the_summary_without_a_model_or_results_json_asks_for_the_stages(runner, tmp_path):
+    write_source_stages(runner, tmp_path)
+    with pytest.raises(SystemExit, match=r"sharing: no base evaluation or model yet: run the stages first"):
+        runner.Run("sharing").report()

@@ -325,20 +325,23 @@ class Run:
             for c in map(json.loads, map(Path.read_text, sorted(self.cells.glob("*.json"))))
         }
         stages = json.loads(self.stages_file.read_text()) if self.stages_file.is_file() else {}
-        base_file = ROOT / self.sampled / "base.json"
-        if not base_file.is_file() and not (self.results / "results.json").is_file():
-            raise SystemExit(f"{self.name}: no base evaluation yet: run the stages first.")
+        base_file, model = ROOT / self.sampled / "base.json", ROOT / self.work / "model" / "config.json"
         saved = (
             json.loads((self.results / "results.json").read_text())
             if (self.results / "results.json").is_file()
             else {}
         )
-        if base_file.is_file():
+        if not saved and not (base_file.is_file() and model.is_file()):
+            raise SystemExit(
+                f"{self.name}: no base evaluation or model yet: run the stages first "
+                f"(python benchmarks/smollm2_table3/run.py --setting {self.name})."
+            )
+        if base_file.is_file() and model.is_file():
             base_eval = json.loads(base_file.read_text())
             base = np.array(first_verdicts(base_file))
             base_cut = cut_share(base_eval["problems"], self.setting.max_new_tokens, self.tokenizer())
             lengths = self.length_summary()
-        else:  # a later session without the work directory: what results.json kept
+        else:  # a checkout without the work directory (its model): what results.json kept
             base, base_cut, lengths = (
                 np.array(saved["verdicts"]["base"]),
                 saved["base_cut"],
@@ -540,7 +543,8 @@ def render(raw: dict, cells: dict, by_method: dict) -> str:
         "problem); "
         f"{s['heldout_problems']} held-out problems, greedy, max_new_tokens {s['max_new_tokens']} (the base model's "
         f"completions cut there: {100 * s['base_cut']:.1f}%). Every method: LoRA r = 16 on all linear layers, "
-        f"{s['epochs']} epochs, lr {s['learning_rate']:g} (cDPO and cADPO {2 * s['learning_rate']:g}; schedule "
+        f"{s['epochs']} epoch{'s' if s['epochs'] != 1 else ''}, lr {s['learning_rate']:g} "
+        f"(cDPO and cADPO {2 * s['learning_rate']:g}; schedule "
         f"{s['lr_scheduler_type']}, {s['warmup_steps']} warmup steps), beta 0.1, the "
         "chosen completions' NLL beside the preference loss (weight 1), the same pairs and options otherwise.",
         "",
@@ -593,18 +597,21 @@ def render(raw: dict, cells: dict, by_method: dict) -> str:
             f"{'identical on every problem' if s['k1_equals_m256'] else 'differ'}.",
         ]
     halves = [(m["versus_dpo"]["high"] - m["versus_dpo"]["low"]) / 2 for m in methods.values() if "versus_dpo" in m]
-    finest = [methods.get(name, {}).get("versus_dpo") for name in ("ADPO m=256", "ADPO k=2")]
-    coarse = [methods.get(name, {}).get("versus_dpo") for name in ("ADPO m=2", "ADPO k=8")]
+
+    def against_dpo(names: tuple[str, ...]) -> str:
+        found = {name: methods.get(name, {}).get("versus_dpo") for name in names}
+        return "; ".join(f"{name} {points(d) + ' points' if d else 'not run'}" for name, d in found.items())
+
     lines += [
         "",
         "## The paper's claims",
         "",
         f"- ADPO (m = 256) above DPO: {verdict(methods.get('ADPO m=256', {}).get('versus_dpo'))}.",
-        "- Finer granularity tends to help (Table 3): m = 256 and k = 2 against DPO "
-        + "; ".join(points(d) if d else "not run" for d in finest)
-        + " points; the coarse m = 2 and k = 8 "
-        + "; ".join(points(d) if d else "not run" for d in coarse)
-        + " points.",
+        "- Finer granularity tends to help (Table 3), against DPO: the finest "
+        + against_dpo(("ADPO m=256", "ADPO k=2"))
+        + "; the coarse "
+        + against_dpo(("ADPO m=2", "ADPO k=8"))
+        + ".",
         f"- cADPO above cDPO: {verdict(s.get('cadpo_minus_cdpo'))}.",
         "",
         f"The smallest difference to DPO this run resolves: about {100 * statistics.median(halves):.1f} points (the "
