@@ -118,7 +118,7 @@ SETTINGS = {
     ),
 }
 """Every setting tried, by name; results/NAME/ holds what each measured."""
-CHOSEN = "mixed-1-2"
+CHOSEN = "mixed-1-2-ppp4-cosine"
 
 
 class Run:
