@@ -325,18 +325,19 @@ class Run:
             for c in map(json.loads, map(Path.read_text, sorted(self.cells.glob("*.json"))))
         }
         stages = json.loads(self.stages_file.read_text()) if self.stages_file.is_file() else {}
-        base_file, model = ROOT / self.sampled / "base.json", ROOT / self.work / "model" / "config.json"
+        base_file = ROOT / self.sampled / "base.json"
+        measurable = base_file.is_file() and (ROOT / self.work / "model" / "config.json").is_file()
         saved = (
             json.loads((self.results / "results.json").read_text())
             if (self.results / "results.json").is_file()
             else {}
         )
-        if not saved and not (base_file.is_file() and model.is_file()):
+        if not saved and not measurable:
             raise SystemExit(
                 f"{self.name}: no base evaluation or model yet: run the stages first "
                 f"(python benchmarks/smollm2_table3/run.py --setting {self.name})."
             )
-        if base_file.is_file() and model.is_file():
+        if measurable:  # the base evaluation and the model's tokenizer are here
             base_eval = json.loads(base_file.read_text())
             base = np.array(first_verdicts(base_file))
             base_cut = cut_share(base_eval["problems"], self.setting.max_new_tokens, self.tokenizer())
