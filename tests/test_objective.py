@@ -261,6 +261,24 @@ def test_gradcheck_and_zero_gradient_on_padding(granularity, k, m):
     assert torch.all(chosen.grad[chosen_mask] != 0) and torch.all(rejected.grad[rejected_mask] != 0)
 
 
+@pytest.mark.parametrize("granularity,k,m", GRANULARITIES)
+def test_at_the_reference_policy_every_granularity_has_dpos_gradient(granularity, k, m):
+    """Where the policy is the reference (every log-ratio 0) the loss grows with the number of segments (S log 2),
+    but each token's gradient is DPO's, d(-log sigmoid(x))/dx = -1/2 at x = 0: -beta/2 on a chosen token and +beta/2
+    on a rejected one, for every granularity."""
+    lengths = [(5, 9), (12, 3), (33, 30)]
+    chosen_mask = torch.arange(33) < torch.tensor([c for c, _ in lengths]).unsqueeze(1)
+    rejected_mask = torch.arange(30) < torch.tensor([r for _, r in lengths]).unsqueeze(1)
+    chosen = torch.zeros(3, 33, dtype=torch.float64, requires_grad=True)
+    rejected = torch.zeros(3, 30, dtype=torch.float64, requires_grad=True)
+    out = adpo_loss(chosen, rejected, chosen_mask, rejected_mask, beta=0.3, **family(granularity, k, m))
+    segments = [max(segment_count(c, granularity, k, m), segment_count(r, granularity, k, m)) for c, r in lengths]
+    torch.testing.assert_close(out.losses, torch.tensor(segments, dtype=torch.float64) * math.log(2))
+    out.losses.sum().backward()
+    torch.testing.assert_close(chosen.grad, -0.15 * chosen_mask.double(), rtol=0, atol=1e-15)
+    torch.testing.assert_close(rejected.grad, 0.15 * rejected_mask.double(), rtol=0, atol=1e-15)
+
+
 @pytest.mark.parametrize("granularity,k,m", [("static", 1, 256), ("static", 2, 256), ("adaptive", 1, 3)])
 def test_order_padding_and_batch_composition_do_not_change_a_pairs_loss(granularity, k, m):
     chosen, rejected, chosen_mask, rejected_mask = random_pairs(UNEQUAL_LENGTHS, seed=9)
