@@ -448,7 +448,8 @@ class Run:
         return summary
 
     def plot(self, by_method: dict[str, list[dict]]) -> None:
-        """The paper's Figure 2: chosen and rejected log-probs during training, the mean over each method's seeds."""
+        """The paper's Figure 2: chosen and rejected log-probs during training, the mean over each method's seeds,
+        beside the reward margin (which, unlike the log-probs, does not move with the lengths of each step's pairs)."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -463,21 +464,15 @@ class Run:
                     statistics.mean(e[key] for c in group for e in c["log"] if e["step"] == step and key in e)
                     for step in steps
                 ]
-                for key in ("logps/chosen", "logps/rejected")
+                for key in ("logps/chosen", "logps/rejected", "rewards/margins")
             }
             color = f"C{index % 10}"
             left.plot(steps, means["logps/chosen"], "-", color=color, label=method)
             left.plot(steps, means["logps/rejected"], "--", color=color)
-            right.plot(
-                steps,
-                [c - r for c, r in zip(means["logps/chosen"], means["logps/rejected"])],
-                "-",
-                color=color,
-                label=method,
-            )
+            right.plot(steps, means["rewards/margins"], "-", color=color, label=method)
             drawn[method] = len(steps)
         left.set_title("log-prob of chosen (solid) and rejected (dashed) completions")
-        right.set_title("chosen minus rejected log-prob")
+        right.set_title("reward margin: beta x (log-ratio of chosen - of rejected)")
         for axis in (left, right):
             axis.set_xlabel("training step")
             axis.grid(alpha=0.3)
