@@ -267,10 +267,9 @@ def test_at_the_reference_policy_every_granularity_has_dpos_gradient(granularity
     but each token's gradient is DPO's, d(-log sigmoid(x))/dx = -1/2 at x = 0: -beta/2 on a chosen token and +beta/2
     on a rejected one, for every granularity."""
     lengths = [(5, 9), (12, 3), (33, 30)]
-    chosen_mask = torch.arange(33) < torch.tensor([c for c, _ in lengths]).unsqueeze(1)
-    rejected_mask = torch.arange(30) < torch.tensor([r for _, r in lengths]).unsqueeze(1)
-    chosen = torch.zeros(3, 33, dtype=torch.float64, requires_grad=True)
-    rejected = torch.zeros(3, 30, dtype=torch.float64, requires_grad=True)
+    _, _, chosen_mask, rejected_mask = random_pairs(lengths)
+    chosen = torch.zeros(chosen_mask.shape, dtype=torch.float64, requires_grad=True)
+    rejected = torch.zeros(rejected_mask.shape, dtype=torch.float64, requires_grad=True)
     out = adpo_loss(chosen, rejected, chosen_mask, rejected_mask, beta=0.3, **family(granularity, k, m))
     segments = [max(segment_count(c, granularity, k, m), segment_count(r, granularity, k, m)) for c, r in lengths]
     torch.testing.assert_close(out.losses, torch.tensor(segments, dtype=torch.float64) * math.log(2))
