@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -107,3 +108,21 @@ def test_the_summary_without_a_model_or_results_json_asks_for_the_stages(runner,
     write_source_stages(runner, tmp_path)
     with pytest.raises(SystemExit, match=r"sharing: no base evaluation or model yet: run the stages first"):
         runner.Run("sharing").report()
+
+
+def test_the_critical_token_models_go_to_the_committed_data_and_the_c_cells_train_with_them(runner, tmp_path):
+    """cDPO and cADPO cells of a later session, on a fresh machine, need the models train-critical wrote: they live
+    beside the committed pairs, and the cells read them from there."""
+    write_source_stages(runner, tmp_path)
+    experiment = runner.Run("sharing")
+    experiment.stages(critical=True)
+    (critical,) = [shlex.split(c) for c in runner.ran if c.startswith("trl-adpo train-critical")]
+    assert critical[critical.index("--output_dir") + 1] == "bench/results/sharing/data/critical"
+    for method in ("cDPO", "cADPO"):
+        train = shlex.split(experiment.cell_commands(method, 0)[0][1])
+        assert train[train.index("--positive_model") + 1] == "bench/results/sharing/data/critical/positive"
+        assert train[train.index("--negative_model") + 1] == "bench/results/sharing/data/critical/negative"
+    for name, ignored in (("adapter_model.safetensors", False), ("adapter_config.json", False), ("vocab.json", True)):
+        path = f"benchmarks/smollm2_table3/results/any/data/critical/positive/{name}"
+        check = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
+        assert (check.returncode == 0) == ignored, name

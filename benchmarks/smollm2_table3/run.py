@@ -14,7 +14,8 @@ repository root; the models and data go to `.smollm2_table3/SETTING/`, the resul
    trl_adpo.examples.word_problems`), the base model's greedy accuracy (`trl-adpo evaluate`).
 2. `trl-adpo sample` (n samples of each training problem through the chat template) and `trl-adpo pairs` (cDPO's
    selection, more pairs per problem if the setting asks): one set of pairs, which every method trains on; `trl-adpo
-   train-critical` (cDPO's positive and negative models, from the same verified samples).
+   train-critical` (cDPO's positive and negative models, from the same verified samples; their adapters are
+   committed with the data, since cDPO and cADPO cells of later sessions need them).
 3. Each (method, seed) cell: `trl-adpo train` (configs/smollm2_table3/train.yaml: LoRA, the NLL term, the method's
    granularity or critical-token weights; cDPO and cADPO at twice the learning rate, as the paper trains them), then
    `trl-adpo evaluate`. As soon as a cell's evaluation is done, `results/SETTING/cells/METHOD-seedS.json` is written
@@ -131,8 +132,9 @@ class Run:
         self.cells = self.results / "cells"
         self.stages_file = self.results / "stages.json"
         self.data = self.results.relative_to(ROOT) / "data"
-        """The shared stages' costly outputs (base evaluation, samples, pairs), committed with the cells so that a
-        later session on a fresh machine resumes them instead of running them again."""
+        """The shared stages' costly outputs (base evaluation, samples, pairs, the critical-token models' two LoRA
+        adapters), committed with the cells so that a later session on a fresh machine resumes them instead of running
+        them again."""
         self.source = self.setting.samples_of or name
         self.sampled = HERE.relative_to(ROOT) / "results" / self.source / "data"
         """Where the base evaluation and the samples are: this setting's data, or that of `samples_of`."""
@@ -183,8 +185,9 @@ class Run:
             (
                 "train-critical",
                 f"trl-adpo train-critical --config {CONFIGS}/critical.yaml --model_name_or_path "
-                f"{w}/model --dataset_name {sd}/samples.jsonl --output_dir {w}/critical",
-                f"{w}/critical/negative/adapter_config.json",
+                f"{w}/model --dataset_name {sd}/samples.jsonl --output_dir {d}/critical "
+                "--overwrite_output_dir true",
+                f"{d}/critical/negative/adapter_model.safetensors",
             ),
         ]
 
@@ -192,7 +195,7 @@ class Run:
         s, w = self.setting, self.work
         run = f"{w}/runs/{slug(method)}-seed{seed}"
         rate = s.learning_rate * (2 if method in CRITICAL else 1)
-        options = {**METHODS, **ONCE}[method].format(critical=f"{w}/critical")
+        options = {**METHODS, **ONCE}[method].format(critical=f"{self.data}/critical")
         if (s.lr_scheduler_type, s.warmup_steps) != ("constant", 0):  # train.yaml's: the first settings' commands
             options += f" --lr_scheduler_type {s.lr_scheduler_type} --warmup_steps {s.warmup_steps}"
         return [
