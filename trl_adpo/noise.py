@@ -18,7 +18,7 @@ def quiet_third_party_noise() -> None:
         warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY)
     # torch, on a machine without an accelerator, about Trainer's default `dataloader_pin_memory=True`
     warnings.filterwarnings("ignore", message=".*'pin_memory' argument is set as true but no accelerator is found")
-    # bitsandbytes' 4-bit matmul on a CPU with AVX-512 BF16 asks the `kernels` package for a faster kernel on the Hub;
+    # bitsandbytes, on loading on a CPU with AVX-512 BF16, asks the `kernels` package for a 4-bit kernel on the Hub;
     # offline, kernels says it skipped the publisher's trust check and bitsandbytes that it fell back to its own kernel
     logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(lambda record: "kernels" not in record.getMessage())
     logging.getLogger("kernels._internals.hf_hub").addFilter(
