@@ -11,6 +11,16 @@ import warnings
 
 THIRD_PARTY = r"(trl|transformers|accelerate|peft|datasets|torch|bitsandbytes|deepspeed|huggingface_hub)(\.|$)"
 
+HIDDEN_LOG_LINES = {
+    # bitsandbytes, on loading on a CPU with AVX-512 BF16, asks the `kernels` package for a 4-bit kernel on the Hub;
+    # offline, kernels says it skipped the publisher's trust check and bitsandbytes that it fell back to its own kernel
+    "bitsandbytes.backends.cpu.ops": "kernels",
+    "kernels._internals.hf_hub": "Skipping publisher trust check",
+    # DeepSpeed, once installed, says on every import that it found no GPU
+    "DeepSpeed": "Setting accelerator to CPU",
+}
+"""Third-party loggers, and the text of the lines from them that are hidden."""
+
 
 def quiet_third_party_noise() -> None:
     """Hide what a user of the command cannot act on; never the project's own warnings."""
@@ -18,14 +28,8 @@ def quiet_third_party_noise() -> None:
         warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY)
     # torch, on a machine without an accelerator, about Trainer's default `dataloader_pin_memory=True`
     warnings.filterwarnings("ignore", message=".*'pin_memory' argument is set as true but no accelerator is found")
-    # bitsandbytes, on loading on a CPU with AVX-512 BF16, asks the `kernels` package for a 4-bit kernel on the Hub;
-    # offline, kernels says it skipped the publisher's trust check and bitsandbytes that it fell back to its own kernel
-    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(lambda record: "kernels" not in record.getMessage())
-    logging.getLogger("kernels._internals.hf_hub").addFilter(
-        lambda record: "Skipping publisher trust check" not in record.getMessage()
-    )
-    # DeepSpeed, once installed, says on every import that it found no GPU
-    logging.getLogger("DeepSpeed").addFilter(lambda record: "Setting accelerator to CPU" not in record.getMessage())
+    for logger, text in HIDDEN_LOG_LINES.items():
+        logging.getLogger(logger).addFilter(lambda record, text=text: text not in record.getMessage())
     # bars of steps that take a moment (tokenizing a small dataset, loading weights): Trainer's own bar stays
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
