@@ -89,8 +89,7 @@ class OutputLock:
             self._file.close()
             raise ValueError(
                 f"{self.option}: {str(self.output)!r} is being written by {holder} (its lock is {self.path.name}). "
-                "Two "
-                "runs into one output would mix their results: wait for it to end, stop it, or give another "
+                "Two runs into one output would mix their results: wait for it to end, stop it, or give another "
                 f"{self.option}."
             ) from None
         self._file.seek(0)
