@@ -32,6 +32,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -321,8 +322,9 @@ def given_weights_trainer():
     return GivenWeightsTrainer
 
 
-def trainers(plan: Plan, deadline: float, work: Path) -> list[dict]:
-    rows, cell = [], 0
+def trainers(plan: Plan, deadline: float, work: Path, results: dict, save: Callable[[dict], None]) -> None:
+    """The trainer cells, each appended to `results["trainers"]` and saved as it finishes."""
+    rows, cell = results["trainers"], 0
     tokenizer = word_tokenizer(plan.vocabulary)
     for size, shape in plan.shapes.items():
         for length in plan.lengths:
@@ -332,6 +334,7 @@ def trainers(plan: Plan, deadline: float, work: Path) -> list[dict]:
                     rows.append(
                         {"size": size, "tokens": length, "mode": mode, "skipped": "bitsandbytes does not load"}
                     )
+                    save(results)
                     continue
                 methods = list(METHODS)
                 methods = methods[cell % len(methods) :] + methods[: cell % len(methods)]  # rotated: interleaved
@@ -348,9 +351,16 @@ def trainers(plan: Plan, deadline: float, work: Path) -> list[dict]:
                             }
                         )
                         continue
-                    rows.append(train_one(plan, shape, size, mode, method, length, dataset, tokenizer, work))
+                    try:
+                        rows.append(train_one(plan, shape, size, mode, method, length, dataset, tokenizer, work))
+                    except Exception as error:  # one cell's failure (out of memory, a version clash) is a figure too
+                        failed = repr(error)[:300]
+                        rows.append({"size": size, "tokens": length, "mode": mode, "method": method, "failed": failed})
+                        gc.collect()
+                        if plan.device == "cuda":
+                            torch.cuda.empty_cache()
                     print(f"   {json.dumps(rows[-1])}", flush=True)
-    return rows
+                    save(results)
 
 
 def train_one(plan, shape, size, mode, method, length, dataset, tokenizer, work) -> dict:
@@ -434,18 +444,17 @@ def report(results: dict) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in results["trainers"]:
-        if "skipped" in row:
-            lines.append(
-                f"| {row['size']} | {row['tokens']} | {row['mode']} | {row.get('method', 'all')} | skipped: "
-                f"{row['skipped']} | | | |"
-            )
+        if "skipped" in row or "failed" in row:
+            why = f"skipped: {row['skipped']}" if "skipped" in row else f"failed: {row['failed']}"
+            method = row.get("method", "all")
+            lines.append(f"| {row['size']} | {row['tokens']} | {row['mode']} | {method} | {why} | | | |")
             continue
         dpo = next(
             (
                 r
                 for r in results["trainers"]
                 if r.get("method") == "DPO"
-                and "skipped" not in r
+                and "step_seconds" in r
                 and (r["size"], r["tokens"], r["mode"]) == (row["size"], row["tokens"], row["mode"])
             ),
             None,
@@ -484,19 +493,25 @@ def main() -> None:
         "versions": versions(),
         "budgets_s": BUDGETS,
     }
+    results.update(objective=[], critical_tokens=None, trainers=[], wall_s=0.0)
+
+    def save(results: dict) -> None:  # after every part and trainer cell: a run cut short keeps what it measured
+        results["wall_s"] = time.perf_counter() - started
+        (output / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        (output / "results.md").write_text(report(results))
+
     print("1. the objective", flush=True)
     results["objective"] = objective(plan)
+    save(results)
     print("2. the critical-token precompute", flush=True)
-    results["critical_tokens"] = (
-        critical_tokens(plan) if time.perf_counter() - started < sum(list(BUDGETS.values())[:2]) else None
-    )
+    if time.perf_counter() - started < sum(list(BUDGETS.values())[:2]):
+        results["critical_tokens"] = critical_tokens(plan)
+    save(results)
     print("3. the trainers", flush=True)
     work = output / "work"
-    results["trainers"] = trainers(plan, started + sum(BUDGETS.values()), work)
-    results["wall_s"] = time.perf_counter() - started
+    trainers(plan, started + sum(BUDGETS.values()), work, results, save)
     shutil.rmtree(work, ignore_errors=True)
-    (output / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    (output / "results.md").write_text(report(results))
+    save(results)
     print(report(results))
 
 
