@@ -13,12 +13,15 @@ Parts, each with its own time budget (seconds, `BUDGETS`), skipped with a note w
 3. trainers (330 s): for a Qwen2.5-0.5B- and a 1.5B-shaped model (random weights: speed and memory do not depend on
    them), pairs of 1,024 and 2,048 tokens (a 256-token prompt), with full fine-tuning, LoRA r = 16 and 4-bit nf4
    QLoRA r = 16 (when bitsandbytes loads): TRL's DPOTrainer, ADPO m = 256, ADPO static k = 1 and cADPO m = 256 with
-   its weights given (no models scoring them). Each is built alone and trained a few steps, in an order rotated from
-   cell to cell (interleaved); step time is the median after the first step, peak memory the GPU's peak allocation
-   while it lived. Cells run small shapes first, so that a spent budget drops the largest.
+   its weights given (no models scoring them). Each is built alone and trained a few steps (`--steps`, default 6), in
+   an order rotated from cell to cell (interleaved); step time is the median after the first step (every step's
+   time is kept), peak memory the GPU's peak allocation while it lived. Cells run small shapes first, so that a spent
+   budget drops the largest; a cell that fails (out of memory, say) is recorded as failed and the others still run.
+   `--trainers-only` runs this part alone, within its own budget.
 
 Writes results.json (every figure, the GPU, the versions) and results.md (the tables, ratios to DPO) into `$OUT` when
-it is set (the device tool's folder), else benchmarks/gpu/results/.
+it is set (the device tool's folder), else benchmarks/gpu/results/, after every part and trainer cell, so that a run
+cut short keeps what it measured.
 """
 
 from __future__ import annotations
@@ -381,6 +384,7 @@ def train_one(plan, shape, size, mode, method, length, dataset, tokenizer, work)
         "method": method,
         "pairs_per_step": plan.batch,
         "step_seconds": statistics.median(timer.times[1:]),
+        "step_times": timer.times,
         "peak_mib": peak_memory_mib(plan),
     }
     del trainer
@@ -473,10 +477,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU, a few steps, no 4-bit")
     parser.add_argument("--output-dir", type=Path, help="default: $OUT, else benchmarks/gpu/results/")
+    parser.add_argument("--steps", type=int, help="optimizer steps per trainer cell (default: 6 on a GPU, 3 smoke)")
+    parser.add_argument("--trainers-only", action="store_true", help="skip parts 1 and 2 (the objective, critical)")
     args = parser.parse_args()
     if not args.smoke and not torch.cuda.is_available():
         parser.error("no CUDA device: run on a GPU machine, or pass --smoke for the CPU smoke run")
     plan = smoke_plan() if args.smoke else gpu_plan()
+    if args.steps is not None:
+        if args.steps < 2:
+            parser.error(f"--steps {args.steps}: the step time is the median after the first step, so at least 2")
+        plan.steps = args.steps
     output = args.output_dir or Path(os.environ.get("OUT") or HERE / "results")
     output.mkdir(parents=True, exist_ok=True)
     import datasets
@@ -486,7 +496,7 @@ def main() -> None:
     transformers.utils.logging.set_verbosity_error()
     started = time.perf_counter()
     results = {
-        "command": "python benchmarks/gpu/run.py" + (" --smoke" if args.smoke else ""),
+        "command": " ".join(["python benchmarks/gpu/run.py", *sys.argv[1:]]),
         "device": torch.cuda.get_device_name()
         if plan.device == "cuda"
         else f"CPU ({torch.get_num_threads()} threads)",
@@ -500,16 +510,18 @@ def main() -> None:
         (output / "results.json").write_text(json.dumps(results, indent=1, default=str))
         (output / "results.md").write_text(report(results))
 
-    print("1. the objective", flush=True)
-    results["objective"] = objective(plan)
-    save(results)
-    print("2. the critical-token precompute", flush=True)
-    if time.perf_counter() - started < sum(list(BUDGETS.values())[:2]):
-        results["critical_tokens"] = critical_tokens(plan)
-    save(results)
+    if not args.trainers_only:
+        print("1. the objective", flush=True)
+        results["objective"] = objective(plan)
+        save(results)
+        print("2. the critical-token precompute", flush=True)
+        if time.perf_counter() - started < sum(list(BUDGETS.values())[:2]):
+            results["critical_tokens"] = critical_tokens(plan)
+        save(results)
     print("3. the trainers", flush=True)
     work = output / "work"
-    trainers(plan, started + sum(BUDGETS.values()), work, results, save)
+    budget = BUDGETS["trainers"] if args.trainers_only else sum(BUDGETS.values())
+    trainers(plan, started + budget, work, results, save)
     shutil.rmtree(work, ignore_errors=True)
     save(results)
     print(report(results))
