@@ -369,9 +369,12 @@ def trainers(plan: Plan, deadline: float, work: Path, results: dict, save: Calla
 def train_one(plan, shape, size, mode, method, length, dataset, tokenizer, work) -> dict:
     from transformers.trainer_callback import PrinterCallback
 
-    if plan.device == "cuda":
+    cuda = plan.device == "cuda"
+    if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_accumulated_memory_stats()
+    leftover = torch.cuda.memory_allocated() / 2**20 if cuda else None  # what earlier cells still hold
     trainer = trainer_for(plan, shape, mode, method, dataset, tokenizer, work / f"{size}-{length}-{mode}-{method}")
     timer = StepTimes(plan)
     trainer.add_callback(timer.callback)
@@ -386,6 +389,9 @@ def train_one(plan, shape, size, mode, method, length, dataset, tokenizer, work)
         "step_seconds": statistics.median(timer.times[1:]),
         "step_times": timer.times,
         "peak_mib": peak_memory_mib(plan),
+        # the slow first trainer of a full fine-tuning cell (docs/results.md): memory left over, allocator retries
+        "leftover_mib": leftover,
+        "allocation_retries": torch.cuda.memory_stats()["num_alloc_retries"] if cuda else None,
     }
     del trainer
     gc.collect()
