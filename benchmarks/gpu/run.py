@@ -48,6 +48,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 from bench_objective import dpo_loss, median_seconds  # noqa: E402
 
 from trl_adpo import adpo_loss  # noqa: E402
+from trl_adpo.files import write_atomically  # noqa: E402
 
 BUDGETS = {"objective": 30, "critical tokens": 45, "trainers": 330}
 QWEN_SHAPES = {  # Qwen2.5-0.5B and -1.5B (config.json on the Hub), untied from their weights
@@ -359,9 +360,6 @@ def trainers(plan: Plan, deadline: float, work: Path, results: dict, save: Calla
                     except Exception as error:  # one cell's failure (out of memory, a version clash) is a figure too
                         failed = repr(error)[:300]
                         rows.append({"size": size, "tokens": length, "mode": mode, "method": method, "failed": failed})
-                        gc.collect()
-                        if plan.device == "cuda":
-                            torch.cuda.empty_cache()
                     print(f"   {json.dumps(rows[-1])}", flush=True)
                     save(results)
 
@@ -370,6 +368,7 @@ def train_one(plan, shape, size, mode, method, length, dataset, tokenizer, work)
     from transformers.trainer_callback import PrinterCallback
 
     cuda = plan.device == "cuda"
+    gc.collect()  # what the cell before left, also when it failed
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -393,8 +392,6 @@ def train_one(plan, shape, size, mode, method, length, dataset, tokenizer, work)
         "leftover_mib": leftover,
         "allocation_retries": torch.cuda.memory_stats()["num_alloc_retries"] if cuda else None,
     }
-    del trainer
-    gc.collect()
     return row
 
 
@@ -513,8 +510,8 @@ def main() -> None:
 
     def save(results: dict) -> None:  # after every part and trainer cell: a run cut short keeps what it measured
         results["wall_s"] = time.perf_counter() - started
-        (output / "results.json").write_text(json.dumps(results, indent=1, default=str))
-        (output / "results.md").write_text(report(results))
+        write_atomically(output / "results.json", json.dumps(results, indent=1, default=str))
+        write_atomically(output / "results.md", report(results))
 
     if not args.trainers_only:
         print("1. the objective", flush=True)
