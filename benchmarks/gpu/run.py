@@ -379,7 +379,7 @@ def train_one(plan, shape, size, mode, method, length, dataset, tokenizer, work)
     trainer.add_callback(timer.callback)
     trainer.remove_callback(PrinterCallback)  # the metrics of each log: the step times are what this measures
     trainer.train()
-    row = {
+    return {
         "size": size,
         "tokens": length,
         "mode": mode,
@@ -392,7 +392,6 @@ def train_one(plan, shape, size, mode, method, length, dataset, tokenizer, work)
         "leftover_mib": leftover,
         "allocation_retries": torch.cuda.memory_stats()["num_alloc_retries"] if cuda else None,
     }
-    return row
 
 
 def bitsandbytes_loads() -> bool:
