@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -126,3 +127,27 @@ def test_the_critical_token_models_go_to_the_committed_data_and_the_c_cells_trai
         path = f"benchmarks/smollm2_table3/results/any/data/critical/positive/{name}"
         check = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
         assert (check.returncode == 0) == ignored, name
+
+
+def test_finer_granularity_is_judged_by_each_familys_finest_minus_its_coarsest_on_the_shared_seeds(runner, tmp_path):
+    """The paper's "finer granularity tends to help" gets a verdict of its own: adaptive m = 256 minus m = 2 and
+    static k = 2 minus k = 8, paired over problems and the seeds both ran (k = 8's seed 2 has no k = 2 partner)."""
+    write_source_stages(runner, tmp_path)
+    results = tmp_path / "bench" / "results" / "sharing"
+    (results / "cells").mkdir(parents=True)
+    committed = ROOT / "benchmarks" / "smollm2_table3" / "results" / "mixed-1-2-ppp4-cosine" / "results.json"
+    (results / "results.json").write_text(committed.read_text())  # the base model's verdicts on 500 problems
+    solved = {"DPO": 100, "ADPO m=2": 100, "ADPO m=256": 50, "ADPO k=2": 60, "ADPO k=8": 40}
+    for method, count in solved.items():
+        for seed in (0, 1, 2) if method == "ADPO k=8" else (0, 1):
+            verdicts = [i < count for i in range(500)] if seed < 2 else [True] * 500
+            cell = {"method": method, "seed": seed, "accuracy": count / 500, "cut": 0.0, "commands": [], "log": []}
+            path = results / "cells" / f"{runner.slug(method)}-seed{seed}.json"
+            path.write_text(json.dumps({**cell, "verdicts": verdicts}))
+    summary = runner.Run("sharing").report()
+    # m = 256 solves 50 problems fewer than m = 2 on both seeds: -10 points, 100 cells lost, none gained
+    assert re.search(r"ADPO m=256 minus ADPO m=2: -10\.0 \[\S+, \S+\] points \(0 cells gained, 100 lost\)\.", summary)
+    # k = 2 solves 20 more than k = 8 on seeds 0 and 1: +4 points; k = 8's all-solved seed 2 is left out
+    assert re.search(r"ADPO k=2 minus ADPO k=8: \+4\.0 \[\S+, \S+\] points \(40 cells gained, 0 lost\)\.", summary)
+    assert "adaptive (ADPO m=256 minus ADPO m=2): contradicted: -10.0" in summary
+    assert "static (ADPO k=2 minus ADPO k=8): supported: +4.0" in summary

@@ -23,9 +23,10 @@ repository root; the models and data go to `.smollm2_table3/SETTING/`, the resul
    a run stopped at any point loses at most the cell in progress.
 4. The summary, rebuilt from whatever cells exist (a partial set is marked partial): results.md (a table like the
    paper's Table 3 with Wilson intervals, each method minus DPO and minus the base model with paired bootstrap
-   intervals over problems and seeds, cADPO minus cDPO, the cells that flip, the completion lengths and what each
-   granularity makes of them, verdicts on the paper's three claims), results.json (every number, the per-problem
-   verdicts of every cell) and training_dynamics.png (the paper's Figure 2 for the method set).
+   intervals over problems and seeds, the paper's direct comparisons (`CONTRASTS`), the cells that flip, the
+   completion lengths and what each granularity makes of them, verdicts on the paper's three claims), results.json
+   (every number, the per-problem verdicts of every cell) and training_dynamics.png (the paper's Figure 2 for the
+   method set).
 """
 
 from __future__ import annotations
@@ -66,6 +67,14 @@ METHODS = {
 ONCE = {"ADPO k=1": "--granularity static --window_size 1"}
 """Methods run for seed 0 only: static k = 1 equals m = 256 where no completion is longer than 256 tokens."""
 CRITICAL = ("cDPO", "cADPO")
+CONTRASTS = {
+    "cadpo_minus_cdpo": ("cADPO", "cDPO"),
+    "m256_minus_m2": ("ADPO m=256", "ADPO m=2"),
+    "k2_minus_k8": ("ADPO k=2", "ADPO k=8"),
+}
+"""The comparisons the paper's claims make between two methods, the first claimed above the second, keyed as in
+results.json: the critical-token weights with ADPO against with DPO, and "finer granularity tends to help" as each
+family's finest granularity run on every seed against its coarsest."""
 CHEAP_STAGES = ("model", "problems")
 GRANULARITY_OPTIONS = {
     "DPO": dict(granularity="adaptive", num_segments=1),
@@ -392,13 +401,14 @@ class Run:
             raw["methods"][method] = entry
             raw["verdicts"][method] = {str(c["seed"]): [int(v) for v in c["verdicts"]] for c in group}
             rows.append(method)
-        if "cDPO" in by_method and "cADPO" in by_method:
-            shared = sorted({c["seed"] for c in by_method["cDPO"]} & {c["seed"] for c in by_method["cADPO"]})
-            raw["cadpo_minus_cdpo"] = paired(
-                np.array([cells[("cADPO", s)]["verdicts"] for s in shared]),
-                np.array([cells[("cDPO", s)]["verdicts"] for s in shared]),
-                rng,
-            )
+        for key, (first, second) in CONTRASTS.items():
+            if first in by_method and second in by_method:
+                shared = sorted({c["seed"] for c in by_method[first]} & {c["seed"] for c in by_method[second]})
+                raw[key] = paired(
+                    np.array([cells[(first, s)]["verdicts"] for s in shared]),
+                    np.array([cells[(second, s)]["verdicts"] for s in shared]),
+                    rng,
+                )
         if "ADPO k=1" in by_method and "ADPO m=256" in by_method:
             raw["k1_equals_m256"] = cells[("ADPO k=1", 0)]["verdicts"] == cells[("ADPO m=256", 0)]["verdicts"]
         self.results.mkdir(parents=True, exist_ok=True)
@@ -583,12 +593,10 @@ def render(raw: dict, cells: dict, by_method: dict) -> str:
         for method, m in methods.items()
         if "versus_dpo" in m
     ]
-    if "cadpo_minus_cdpo" in s:
-        lines += [
-            "",
-            f"cADPO minus cDPO: {points(s['cadpo_minus_cdpo'])} points "
-            f"({s['cadpo_minus_cdpo']['gained']} cells gained, {s['cadpo_minus_cdpo']['lost']} lost).",
-        ]
+    for key, (first, second) in CONTRASTS.items():
+        if key in s:
+            flips = f"{s[key]['gained']} cells gained, {s[key]['lost']} lost"
+            lines += ["", f"{first} minus {second}: {points(s[key])} points ({flips})."]
     if "k1_equals_m256" in s:
         lines += [
             "",
@@ -606,7 +614,9 @@ def render(raw: dict, cells: dict, by_method: dict) -> str:
         "## The paper's claims",
         "",
         f"- ADPO (m = 256) above DPO: {verdict(methods.get('ADPO m=256', {}).get('versus_dpo'))}.",
-        "- Finer granularity tends to help (Table 3), against DPO: the finest "
+        "- Finer granularity tends to help (Table 3): the finest minus the coarsest, adaptive (ADPO m=256 minus ADPO "
+        f"m=2): {verdict(s.get('m256_minus_m2'))}; static (ADPO k=2 minus ADPO k=8): {verdict(s.get('k2_minus_k8'))}. "
+        "Against DPO: the finest "
         + against_dpo(("ADPO m=256", "ADPO k=2"))
         + "; the coarse "
         + against_dpo(("ADPO m=2", "ADPO k=8"))
