@@ -377,7 +377,7 @@ class Run:
             "verdicts": {"base": base.astype(int).tolist()},
             "methods": {},
         }
-        rows, rng = [], np.random.default_rng(0)
+        rng = np.random.default_rng(0)
         for method in [m for m in [*METHODS, *ONCE] if m in by_method]:
             group = by_method[method]
             verdicts = np.array([c["verdicts"] for c in group])
@@ -390,25 +390,13 @@ class Run:
                 "cut": [c["cut"] for c in group],
                 "versus_base": paired(verdicts, np.array([base] * len(group)), rng),
             }
-            dpo = {c["seed"]: c for c in by_method.get(DPO, [])}
-            shared = [c["seed"] for c in group if c["seed"] in dpo]
-            if method != DPO and shared:
-                entry["versus_dpo"] = paired(
-                    np.array([cells[(method, s)]["verdicts"] for s in shared]),
-                    np.array([dpo[s]["verdicts"] for s in shared]),
-                    rng,
-                )
+            if method != DPO and (versus_dpo := paired_methods(cells, method, DPO, rng)):
+                entry["versus_dpo"] = versus_dpo
             raw["methods"][method] = entry
             raw["verdicts"][method] = {str(c["seed"]): [int(v) for v in c["verdicts"]] for c in group}
-            rows.append(method)
         for key, (first, second) in CONTRASTS.items():
-            if first in by_method and second in by_method:
-                shared = sorted({c["seed"] for c in by_method[first]} & {c["seed"] for c in by_method[second]})
-                raw[key] = paired(
-                    np.array([cells[(first, s)]["verdicts"] for s in shared]),
-                    np.array([cells[(second, s)]["verdicts"] for s in shared]),
-                    rng,
-                )
+            if contrast := paired_methods(cells, first, second, rng):
+                raw[key] = contrast
         if "ADPO k=1" in by_method and "ADPO m=256" in by_method:
             raw["k1_equals_m256"] = cells[("ADPO k=1", 0)]["verdicts"] == cells[("ADPO m=256", 0)]["verdicts"]
         self.results.mkdir(parents=True, exist_ok=True)
@@ -514,6 +502,19 @@ def paired(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> dict:
         "gained": int((difference > 0).sum()),
         "lost": int((difference < 0).sum()),
     }
+
+
+def paired_methods(cells: dict, first: str, second: str, rng: np.random.Generator) -> dict | None:
+    """`paired` of two methods' verdicts over the seeds both ran (`cells` keyed by (method, seed)), in seed order;
+    None where they share no seed."""
+    seeds = sorted({s for m, s in cells if m == first} & {s for m, s in cells if m == second})
+    if not seeds:
+        return None
+    return paired(
+        np.array([cells[(first, s)]["verdicts"] for s in seeds]),
+        np.array([cells[(second, s)]["verdicts"] for s in seeds]),
+        rng,
+    )
 
 
 def points(d: dict) -> str:
